@@ -1,0 +1,179 @@
+"""The Prefect flows: the whole DAG, and one stage on its own.
+
+The artifact store decides what is fresh. Every stage is one Prefect task whose cache key is the
+stage's store key; the flow refreshes Prefect's cache whenever the store lacks that artifact or
+the user forced the stage, so Prefect shows reused stages as Cached and never serves a stale
+result for an artifact deleted from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.context import TaskRunContext
+
+from concner.tasks import registry
+from concner.tasks.config import RunConfig
+from concner.tasks.errors import UserError
+from concner.tasks.stage import StageContext
+from concner.tasks.store import ArtifactStore, stage_key
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    key: str
+    input_keys: dict[str, str]
+    params: dict[str, Any]
+    action: str  # "compute" or "reuse"
+
+
+def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = frozenset(), until: str | None = None,
+             only: str | None = None) -> list[PlannedStage]:
+    """Keys of the stages a run needs and whether each will be computed or reused."""
+    for name in force:
+        registry.get(name)
+    names = [s.name for s in registry.STAGES]
+    if until or only:
+        names = registry.upstream_closure(registry.get(until or only).name)
+    forced = registry.downstream_closure(set(force))
+    keys: dict[str, str] = {}
+    planned = []
+    for name in names:
+        spec = registry.get(name)
+        params = spec.params(config)
+        input_keys = {dep: keys[dep] for dep in spec.inputs}
+        key = keys[name] = stage_key(name, spec.version, params, input_keys)
+        fresh = name not in forced and store.exists(name, key)
+        planned.append(PlannedStage(name, key, input_keys, params, "reuse" if fresh else "compute"))
+    if only:
+        missing = [p.name for p in planned if p.name != only and p.action == "compute"]
+        if missing:
+            raise UserError(
+                f"stage {only!r} needs {', '.join(missing)} first: run `concner run CONFIG --until {only}`"
+            )
+        planned = [p for p in planned if p.name == only]
+    return planned
+
+
+def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
+                  log: logging.Logger | logging.LoggerAdapter | None = None) -> dict:
+    """Run one stage's compute function into the store (no Prefect involved)."""
+    spec = registry.get(stage.name)
+    inputs = {dep: store.stage_dir(dep, key) for dep, key in stage.input_keys.items()}
+    for dep, path in inputs.items():
+        if not store.exists(dep, stage.input_keys[dep]):
+            raise UserError(f"input artifact {dep}/{stage.input_keys[dep]} is missing from {store.root}")
+    started = time.time()
+    with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys) as (out, metrics):
+        ctx = StageContext(config, stage.params, inputs, out, metrics, log or logging.getLogger("concner"))
+        spec.compute(ctx)
+    return {"key": stage.key, "seconds": round(time.time() - started, 2)}
+
+
+def _stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return f"concner-{parameters['stage_name']}-{parameters['key']}"
+
+
+@task(cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{stage_name}")
+def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_keys: dict[str, str],
+               params: dict[str, Any]) -> dict:
+    """One stage as a Prefect task; returns the artifact reference, never the data itself."""
+    run_config = RunConfig.model_validate(config)
+    planned = PlannedStage(stage_name, key, input_keys, params, "compute")
+    result = compute_stage(run_config, ArtifactStore(store_root), planned, get_run_logger())
+    _publish_ui_artifact(stage_name, ArtifactStore(store_root), key)
+    return result
+
+
+def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> None:
+    """Key figures of the stage as a markdown artifact on its task run in the Prefect UI."""
+    from prefect.artifacts import create_markdown_artifact
+
+    manifest = store.manifest(stage_name, key) or {}
+    spec = registry.get(stage_name)
+    headline = spec.headline(manifest.get("metrics", {})) if manifest else ""
+    create_markdown_artifact(
+        key=f"{stage_name.replace('_', '-')}-{key}",
+        markdown=f"### {stage_name} `{key}`\n\n{headline}\n\nartifact: `{store.stage_dir(stage_name, key)}`",
+        description=f"concner {stage_name}",
+    )
+
+
+def new_run_id(name: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
+
+
+def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
+    """Run planned stages as Prefect tasks and write the run record (also when a stage fails)."""
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "name": config.name,
+        "started": time.time(),
+        "status": "running",
+        "config": config.model_dump(mode="json"),
+        "stages": {},
+    }
+    config_json = config.model_dump(mode="json")
+    try:
+        for stage in plan:
+            refresh = stage.action == "compute"
+            task_fn = stage_task.with_options(refresh_cache=refresh)
+            state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
+                            return_state=True)
+            result = state.result()  # re-raises the stage's exception
+            reused = state.name == "Cached"
+            manifest = store.manifest(stage.name, stage.key) or {}
+            record["stages"][stage.name] = {
+                "key": stage.key,
+                "status": "reused" if reused else "computed",
+                "seconds": 0.0 if reused else result["seconds"],
+                "prefect_state": state.name,
+                "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
+            }
+            log.info("%s %s (%s)", stage.name, record["stages"][stage.name]["status"], stage.key)
+        record["status"] = "completed"
+    except BaseException as err:
+        record["status"] = "failed"
+        record["error"] = str(err)
+        raise
+    finally:
+        record["ended"] = time.time()
+        record["scores"] = _collect_scores(store, record)
+        store.save_run(record)
+    return record
+
+
+def _collect_scores(store: ArtifactStore, record: dict) -> dict:
+    """Scores that stages put in their manifests under metrics['scores'], by stage."""
+    scores = {}
+    for name, info in record["stages"].items():
+        manifest = store.manifest(name, info["key"]) or {}
+        if "scores" in manifest.get("metrics", {}):
+            scores[name] = manifest["metrics"]["scores"]
+    return scores
+
+
+@flow(name="concner-pipeline", log_prints=True)
+def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None, until: str | None = None,
+                  run_id: str | None = None) -> dict:
+    """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream."""
+    run_config = RunConfig.model_validate(config)
+    store = ArtifactStore(store_root)
+    plan = plan_run(run_config, store, force=set(force or ()), until=until)
+    return execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger())
+
+
+@flow(name="concner-stage")
+def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = True, run_id: str | None = None) -> dict:
+    """One stage, its inputs read from the store (they must exist)."""
+    run_config = RunConfig.model_validate(config)
+    store = ArtifactStore(store_root)
+    plan = plan_run(run_config, store, force={stage_name} if force else set(), only=stage_name)
+    return execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger())

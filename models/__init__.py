@@ -1,0 +1,1 @@
+"""NER model, losses, and builders for tiny local models."""

@@ -1,0 +1,1 @@
+"""Stage logic as plain functions, the corpus model, CoNLL I/O and the artifact store."""

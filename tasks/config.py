@@ -1,0 +1,183 @@
+"""Run configuration: one YAML file per run, validated by pydantic; unknown keys are errors.
+
+Relative paths in the file are resolved against the folder of the config file, so a config
+works from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from concner.tasks.errors import UserError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source_train: Path
+    source_dev: Path | None = None
+    target_unlabeled: Path | None = None
+    target_dev: Path | None = None
+    target_test: Path | None = None
+    unlabeled_format: Literal["auto", "conll", "lines"] = "auto"
+
+
+class IngestConfig(_Section):
+    sample_size: int | None = Field(None, ge=1, description="low-resource subset of N source sentences")
+    max_tokens: int = Field(200, ge=1)
+    long_sentences: Literal["reject", "split"] = "reject"
+    repair_tags: bool = False
+    max_unlabeled: int | None = Field(None, ge=1)
+
+
+class TranslateConfig(_Section):
+    backend: Literal["marian", "parallel"] = "marian"
+    model: str | None = None  # hub name, local folder, or "tiny"; None = Helsinki-NLP/opus-mt-{src}-{tgt}
+    parallel_file: Path | None = None  # for backend=parallel: CoNLL or one sentence per line
+    reference_file: Path | None = None  # reference translations for BLEU/chrF
+    reverse_model: str | None = None  # target->source model for round-trip chrF
+    batch_size: int = Field(16, ge=1)
+    max_input_length: int = Field(128, ge=8)
+    max_new_tokens: int = Field(128, ge=1)
+    num_beams: int = Field(4, ge=1)
+    target_lang_token: str | None = None
+    min_chrf: float | None = Field(None, ge=0, le=100)
+
+
+class ProjectConfig(_Section):
+    aligner_model: str = "bert-base-multilingual-cased"
+    layer: int = Field(8, ge=0)
+    method: Literal["mwmf", "itermax", "inter"] = "mwmf"
+    batch_size: int = Field(32, ge=1)
+    keep: Literal["all", "complete"] = "all"
+
+
+class TrainConfig(_Section):
+    encoder: str = "bert-base-multilingual-cased"
+    use_translations: bool = True
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(128, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    lambda_tcl: float = Field(1.0, ge=0)
+    lambda_lcl: float = Field(1.0, ge=0)
+    tcl_temperature: float = Field(0.1, gt=0)
+    lcl_temperature: float = Field(0.1, gt=0)
+    lcl_o_mode: Literal["keep", "subsample", "exclude_anchor"] = "subsample"
+    lcl_o_ratio: float = Field(1.0, gt=0)
+    proj_dim: int = Field(128, ge=1)
+    patience: int | None = Field(2, ge=1)
+
+
+class PseudoLabelConfig(_Section):
+    batch_size: int = Field(32, ge=1)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    require_entity: bool = False
+    max_sentences: int | None = Field(None, ge=1)
+
+
+class DistillConfig(_Section):
+    encoder: str | None = None  # None = the teacher's encoder
+    loss: Literal["kl", "mse"] = "kl"
+    temperature: float = Field(1.0, gt=0)
+    hard_label_confidence: float | None = Field(None, ge=0, le=1)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_length: int = Field(128, ge=8)
+    patience: int | None = Field(2, ge=1)
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    source_lang: str = "en"
+    target_lang: str
+    seed: int = 13
+    store: Path | None = None
+    data: DataConfig
+    ingest: IngestConfig = IngestConfig()
+    translate: TranslateConfig = TranslateConfig()
+    project: ProjectConfig = ProjectConfig()
+    train: TrainConfig = TrainConfig()
+    pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
+    distill: DistillConfig = DistillConfig()
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {dotted}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """`key.sub=value` strings; values are read as YAML so numbers, booleans and null work."""
+    out = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.epochs=2")
+        key, raw = pair.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+    return out
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    for name, value in model:
+        if isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, Path) and not value.is_absolute():
+            setattr(model, name, (base / value).resolve())
+
+
+def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overrides: list[str] = ()) -> RunConfig:
+    raw = dict(raw)
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(raw, key, value)
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_validation(err, source)) from None
+    _resolve_paths(config, base_dir)
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a YAML mapping of config keys")
+    return config_from_dict(raw, base_dir=path.parent.resolve(), source=str(path), overrides=overrides)

@@ -1,0 +1,115 @@
+"""Ingest stage: read and validate the run's corpora, sample a low-resource source subset.
+
+Output: one Parquet (a row per sentence) and one IOB2 CoNLL file per split, stats in the manifest.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from concner.tasks.config import RunConfig
+from concner.tasks.conll import ReadReport, read_conll, read_unlabeled, write_conll
+from concner.tasks.corpus import Sentence, corpus_stats, entity_types, from_frame, to_frame
+from concner.tasks.errors import UserError
+from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.store import file_digest
+
+LABELED_SPLITS = ("source_train", "source_dev", "target_dev", "target_test")
+SPLITS = LABELED_SPLITS + ("target_unlabeled",)
+
+
+def sample_covering_types(sentences: Sequence[Sentence], n: int, seed: int) -> list[Sentence]:
+    """N sentences drawn with `seed`, including at least one sentence of every entity type.
+
+    Types are covered first (rarest type first, so one pick can serve several common types),
+    then the rest is filled at random. The sample keeps file order and original ids.
+    """
+    if n >= len(sentences):
+        return list(sentences)
+    rng = random.Random(seed)
+    types = entity_types(sentences)
+    if n < len(types):
+        raise UserError(f"ingest.sample_size={n} cannot cover the {len(types)} entity types {types}")
+    by_type: dict[str, list[int]] = {t: [] for t in types}
+    for i, s in enumerate(sentences):
+        for label in {e.label for e in s.entities}:
+            by_type[label].append(i)
+    chosen: set[int] = set()
+    for t in sorted(types, key=lambda t: len(by_type[t])):
+        if not any(i in chosen for i in by_type[t]):
+            chosen.add(rng.choice(by_type[t]))
+    rest = [i for i in range(len(sentences)) if i not in chosen]
+    chosen.update(rng.sample(rest, n - len(chosen)))
+    return [sentences[i] for i in sorted(chosen)]
+
+
+def read_split(config: RunConfig, split: str, path: Path) -> tuple[list[Sentence], ReadReport]:
+    opts = dict(max_tokens=config.ingest.max_tokens, long_sentences=config.ingest.long_sentences)
+    if split == "target_unlabeled":
+        return read_unlabeled(path, fmt=config.data.unlabeled_format, **opts)
+    return read_conll(path, labeled=True, repair_tags=config.ingest.repair_tags, **opts)
+
+
+def split_paths(config: RunConfig) -> dict[str, Path]:
+    return {split: getattr(config.data, split) for split in SPLITS if getattr(config.data, split) is not None}
+
+
+def ingest_params(config: RunConfig) -> dict[str, Any]:
+    files = split_paths(config)
+    for split, path in files.items():
+        if not path.is_file():
+            raise UserError(f"{path}: file not found (data.{split})")
+    return {
+        # contents, not locations, decide whether the artifact is still valid
+        "files": {split: file_digest(path) for split, path in files.items()},
+        "unlabeled_format": config.data.unlabeled_format,
+        "seed": config.seed,
+        **config.ingest.model_dump(),
+    }
+
+
+def compute_ingest(ctx: StageContext) -> None:
+    config = ctx.config
+    stats: dict[str, Any] = {}
+    for split, path in split_paths(config).items():
+        sentences, report = read_split(config, split, path)
+        full = len(sentences)
+        if split == "source_train" and config.ingest.sample_size:
+            sentences = sample_covering_types(sentences, config.ingest.sample_size, config.seed)
+        if split == "target_unlabeled" and config.ingest.max_unlabeled:
+            sentences = sentences[: config.ingest.max_unlabeled]
+        to_frame(sentences).to_parquet(ctx.out / f"{split}.parquet", index=False)
+        write_conll(sentences, ctx.out / f"{split}.conll")
+        stats[split] = {**corpus_stats(sentences), "file": str(path), "sentences_in_file": full, "read": vars(report)}
+        if report.tags_repaired:
+            ctx.log.warning("%s: %d invalid BIOES sequences repaired", path, report.tags_repaired)
+        ctx.log.info("ingest %s: %d sentences from %s", split, len(sentences), path)
+    ctx.metrics["splits"] = stats
+    ctx.metrics["entity_types"] = sorted(stats["source_train"]["entities"])
+
+
+def load_split(folder: Path, split: str) -> list[Sentence]:
+    """A split of an ingest artifact ([] when the run has none)."""
+    path = folder / f"{split}.parquet"
+    return from_frame(pd.read_parquet(path)) if path.exists() else []
+
+
+def _headline(metrics: dict) -> str:
+    s = metrics["splits"]["source_train"]
+    return f"{s['sentences']} source sentences, {sum(s['entities'].values())} entities"
+
+
+STAGE = StageSpec(
+    name="ingest",
+    version="1",
+    inputs=(),
+    params=ingest_params,
+    compute=compute_ingest,
+    headline=_headline,
+    description="read, validate and sample the corpora",
+)

@@ -1,0 +1,34 @@
+"""The DAG: every stage in dependency order. Adding a stage = one module + one entry here."""
+
+from __future__ import annotations
+
+from concner.tasks import ingest
+from concner.tasks.errors import UserError
+from concner.tasks.stage import StageSpec
+
+STAGES: list[StageSpec] = [ingest.STAGE]
+BY_NAME: dict[str, StageSpec] = {s.name: s for s in STAGES}
+
+
+def get(name: str) -> StageSpec:
+    if name not in BY_NAME:
+        raise UserError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def upstream_closure(name: str) -> list[str]:
+    """`name` and every stage it depends on, in DAG order."""
+    needed = {name}
+    for spec in reversed(STAGES):
+        if spec.name in needed:
+            needed.update(spec.inputs)
+    return [s.name for s in STAGES if s.name in needed]
+
+
+def downstream_closure(names: set[str]) -> set[str]:
+    """The given stages and every stage that depends on them, directly or not."""
+    out = set(names)
+    for spec in STAGES:
+        if out.intersection(spec.inputs):
+            out.add(spec.name)
+    return out
