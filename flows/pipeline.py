@@ -72,7 +72,8 @@ def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
             raise UserError(f"input artifact {dep}/{stage.input_keys[dep]} is missing from {store.root}")
     started = time.time()
     with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys) as (out, metrics):
-        ctx = StageContext(config, stage.params, inputs, out, metrics, log or logging.getLogger("concner"))
+        ctx = StageContext(config, stage.params, inputs, out, metrics, log=log or logging.getLogger("concner"),
+                           store_root=store.root)
         spec.compute(ctx)
     return {"key": stage.key, "seconds": round(time.time() - started, 2)}
 

@@ -94,7 +94,9 @@ class DistillConfig(_Section):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(128, ge=8)
     patience: int | None = Field(2, ge=1)
 

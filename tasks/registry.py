@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from concner.tasks import ingest
+from concner.tasks import distill, evaluate_stage, ingest, project_stage, pseudo_label, teacher_stage, translate_stage
 from concner.tasks.errors import UserError
 from concner.tasks.stage import StageSpec
 
-STAGES: list[StageSpec] = [ingest.STAGE]
+STAGES: list[StageSpec] = [
+    ingest.STAGE,
+    translate_stage.STAGE,
+    project_stage.STAGE,
+    teacher_stage.STAGE,
+    pseudo_label.STAGE,
+    distill.STAGE,
+    evaluate_stage.STAGE,
+]
 BY_NAME: dict[str, StageSpec] = {s.name: s for s in STAGES}
 
 

@@ -24,6 +24,7 @@ class StageContext:
     inputs: dict[str, Path]  # upstream stage name -> artifact folder
     out: Path  # temporary folder, published atomically when compute returns
     metrics: dict[str, Any]  # goes into manifest.json
+    store_root: Path | None = None  # for shared caches such as tiny models built from the run's data
     log: logging.Logger | logging.LoggerAdapter = field(default_factory=lambda: logging.getLogger("concner"))
 
 

@@ -70,13 +70,17 @@ def iob_to_iob2(tags: Sequence[str]) -> list[str]:
 
 
 def bioes_to_iob2(tags: Sequence[str]) -> list[str]:
-    """BIOES to IOB2, rejecting sequences no BIOES tagger can emit (an unclosed B, a stray I or E)."""
+    """BIOES to IOB2, rejecting sequences no BIOES tagger can emit (an unclosed B, a stray I or E).
+
+    An unclosed entity is reported at its B- tag, where a user would look for the mistake.
+    """
     out: list[str] = []
     open_type: str | None = None  # type of the entity a B/I started and E has not closed
+    open_at = 0
     for i, tag in enumerate(tags):
         prefix, typ = parse_tag(tag, i)
         if open_type is not None and prefix not in ("I", "E"):
-            raise TagError(f"invalid BIOES: entity {open_type} opened before {tag!r} is never closed by E-{open_type}", i)
+            raise TagError(f"invalid BIOES: B-{open_type} is never closed by E-{open_type} (next tag {tag!r})", open_at)
         if prefix in ("I", "E"):
             if open_type != typ:
                 raise TagError(f"invalid BIOES: {tag!r} does not continue a B-{typ}", i)
@@ -84,13 +88,13 @@ def bioes_to_iob2(tags: Sequence[str]) -> list[str]:
             open_type = typ if prefix == "I" else None
         elif prefix == "B":
             out.append(f"B-{typ}")
-            open_type = typ
+            open_type, open_at = typ, i
         elif prefix == "S":
             out.append(f"B-{typ}")
         else:
             out.append("O")
     if open_type is not None:
-        raise TagError(f"invalid BIOES: entity {open_type} is not closed by E-{open_type} at the end of the sentence", len(tags) - 1)
+        raise TagError(f"invalid BIOES: B-{open_type} is never closed by E-{open_type} before the sentence ends", open_at)
     return out
 
 

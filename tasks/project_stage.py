@@ -1,0 +1,123 @@
+"""Project stage: align each source sentence with its translation and carry the entity spans over.
+
+Output: projected.parquet (a row per sentence: alignment, projected tags, per-entity outcomes),
+projected.conll (the kept target-language training sentences), projection rates in the manifest,
+and seqeval scores of the projection when the translation side has gold tags.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from concner.tasks.config import RunConfig
+from concner.tasks.conll import write_conll
+from concner.tasks.corpus import Sentence
+from concner.tasks.evaluate import score_tags
+from concner.tasks.ingest import load_split
+from concner.tasks.model_refs import resolve_encoder
+from concner.tasks.projection import OUTCOMES, project_sentence
+from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.translate_stage import load_translations
+
+METHOD_LETTER = {"mwmf": "m", "inter": "a", "itermax": "i"}
+SUCCESS = ("projected", "repaired", "merged")
+
+
+def project_params(config: RunConfig) -> dict[str, Any]:
+    return config.project.model_dump(mode="json")
+
+
+def compute_project(ctx: StageContext) -> None:
+    from concner.tasks.align import BatchAligner
+
+    p = ctx.config.project
+    source = {s.id: s for s in load_split(ctx.inputs["ingest"], "source_train")}
+    translations = load_translations(ctx.inputs["translate"])
+    known = translations[translations["id"].isin(source)]
+    counts = Counter(
+        unknown_id=int((~translations["id"].isin(source)).sum()),
+        missing_translation=len(set(source) - set(translations["id"])),
+        not_kept_by_translate=int((~known["kept"]).sum()),
+    )
+    usable = known[known["kept"]]
+    pairs = [(source[i].tokens, list(toks)) for i, toks in zip(usable["id"], usable["translation_tokens"])]
+    model = resolve_encoder(p.aligner_model, ctx.inputs["ingest"], ctx.store_root)
+    aligner = BatchAligner(model, layer=p.layer, methods=METHOD_LETTER[p.method], batch_size=p.batch_size)
+    alignments = aligner.align(pairs, progress=True)
+    counts.update(empty_side=aligner.last_stats.empty, truncated=aligner.last_stats.truncated)
+
+    rows = []
+    outcomes: Counter = Counter()
+    by_type: dict[str, Counter] = {}
+    for (sid, gold), (src_tokens, tgt_tokens), alignment in zip(
+        zip(usable["id"], usable["gold_tags"]), pairs, alignments
+    ):
+        links = alignment[p.method]
+        tags, entities = project_sentence(source[sid].tags, tgt_tokens, links)
+        for e in entities:
+            outcomes[e.outcome] += 1
+            by_type.setdefault(e.label, Counter())[e.outcome] += 1
+        complete = all(e.outcome in SUCCESS for e in entities)
+        rows.append({
+            "id": int(sid),
+            "source_tokens": src_tokens,
+            "source_tags": source[sid].tags,
+            "target_tokens": tgt_tokens,
+            "alignment": [list(pair) for pair in links],
+            "projected_tags": tags,
+            "entities": json.dumps([e.to_dict() for e in entities]),
+            "gold_tags": None if gold is None else list(gold),
+            "kept": bool(tgt_tokens) and (p.keep == "all" or complete),
+        })
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(ctx.out / "projected.parquet", index=False)
+    kept = frame[frame["kept"]] if len(frame) else frame
+    write_conll([Sentence(int(r.id), list(r.target_tokens), list(r.projected_tags)) for r in kept.itertuples()],
+                ctx.out / "projected.conll")
+
+    total = sum(outcomes.values())
+    ctx.metrics.update(
+        pairs=len(pairs),
+        kept_sentences=int(len(kept)),
+        dropped_sentences=int(len(frame) - len(kept)),
+        outcomes={o: outcomes[o] for o in OUTCOMES},
+        projection_rate=round(sum(outcomes[o] for o in SUCCESS) / total, 4) if total else None,
+        projection_rate_by_type={
+            t: round(sum(c[o] for o in SUCCESS) / sum(c.values()), 4) for t, c in sorted(by_type.items())
+        },
+        counts=dict(counts),
+        aligner={"model": p.aligner_model, "path": model, "layer": p.layer, "method": p.method},
+    )
+    with_gold = frame[frame["gold_tags"].notna()] if len(frame) else frame
+    if len(with_gold):
+        ctx.metrics["projection_quality"] = score_tags(list(with_gold["gold_tags"]), list(with_gold["projected_tags"]))
+
+
+def load_projected(folder: Path, *, kept_only: bool = True) -> list[Sentence]:
+    frame = pd.read_parquet(folder / "projected.parquet")
+    if kept_only and len(frame):
+        frame = frame[frame["kept"]]
+    return [Sentence(int(r.id), list(r.target_tokens), list(r.projected_tags)) for r in frame.itertuples()]
+
+
+def _headline(m: dict) -> str:
+    rate = m.get("projection_rate")
+    text = f"projection rate {100 * rate:.1f}%" if rate is not None else "no entities"
+    q = m.get("projection_quality")
+    return text + (f", projection F1 {100 * q['f1']:.1f}" if q else "")
+
+
+STAGE = StageSpec(
+    name="project",
+    version="1",
+    inputs=("ingest", "translate"),
+    params=project_params,
+    compute=compute_project,
+    headline=_headline,
+    description="align source and translation words (simalign) and project entity spans",
+)

@@ -1,0 +1,112 @@
+"""Pseudo-label stage: the teacher labels the unlabeled target text with soft distributions.
+
+Output: pseudo_labels.parquet (a row per sentence: tokens, argmax tags, word confidences,
+sentence confidence, kept flag) and probs.npz (float16 [total words, labels] plus sentence
+offsets: compact, and exactly what distillation reads).
+Word confidence = the teacher's top probability; sentence confidence = the mean over its words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from concner.tasks.config import RunConfig
+from concner.tasks.corpus import Sentence
+from concner.tasks.errors import UserError
+from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
+from concner.tasks.ingest import load_split
+from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.tags import spans
+
+
+def pseudo_label_params(config: RunConfig) -> dict[str, Any]:
+    return config.pseudo_label.model_dump(mode="json")
+
+
+def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_entity: bool,
+                max_sentences: int | None) -> pd.Series:
+    kept = pd.Series(True, index=frame.index)
+    if min_confidence is not None:
+        kept &= frame["confidence"] >= min_confidence
+    if require_entity:
+        kept &= frame["entities"] > 0
+    if max_sentences is not None:
+        kept &= kept.cumsum() <= max_sentences
+    return kept
+
+
+def compute_pseudo_label(ctx: StageContext) -> None:
+    from concner.models.ner_model import ConcNerModel
+
+    p = ctx.config.pseudo_label
+    sentences = load_split(ctx.inputs["ingest"], "target_unlabeled")
+    if not sentences:
+        raise UserError("pseudo-labeling needs unlabeled target text: set data.target_unlabeled")
+    teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
+    probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
+                          max_length=ctx.config.train.max_length, progress="pseudo-labeling")
+    tags = probs_to_tags(probs, teacher.labels)
+    word_conf = [pr.max(axis=-1) for pr in probs]
+    frame = pd.DataFrame({
+        "id": [s.id for s in sentences],
+        "tokens": [s.tokens for s in sentences],
+        "tags": tags,
+        "word_confidence": [c.astype(np.float32) for c in word_conf],
+        "confidence": [float(c.mean()) if len(c) else 0.0 for c in word_conf],
+        "entities": [len(spans(t)) for t in tags],
+    })
+    frame["kept"] = filter_mask(frame, min_confidence=p.min_confidence, require_entity=p.require_entity,
+                                max_sentences=p.max_sentences)
+    frame.to_parquet(ctx.out / "pseudo_labels.parquet", index=False)
+    offsets = np.cumsum([0] + [len(pr) for pr in probs])
+    np.savez_compressed(ctx.out / "probs.npz", probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
+                        labels=np.array(teacher.labels))
+    kept = frame[frame["kept"]]
+    per_type: Counter = Counter(s.label for t in kept["tags"] for s in spans(t))
+    hist, edges = np.histogram(frame["confidence"], bins=10, range=(0, 1))
+    ctx.metrics.update(
+        labels=teacher.labels,
+        sentences=len(frame),
+        kept=len(kept),
+        dropped=len(frame) - len(kept),
+        entities=dict(sorted(per_type.items())),
+        mean_confidence=float(frame["confidence"].mean()),
+        confidence_histogram={"counts": hist.tolist(), "edges": edges.round(2).tolist()},
+        tags_ignored=bool(_ingest_unlabeled_stats(ctx.inputs["ingest"]).get("read", {}).get("tags_ignored")),
+    )
+
+
+def _ingest_unlabeled_stats(ingest_dir: Path) -> dict:
+    import json
+
+    manifest = json.loads((ingest_dir / "manifest.json").read_text(encoding="utf-8"))
+    return manifest["metrics"]["splits"].get("target_unlabeled", {})
+
+
+def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], list[str]]:
+    """Kept sentences (tags = teacher argmax), their word distributions (float32), and the label list."""
+    frame = pd.read_parquet(folder / "pseudo_labels.parquet")
+    data = np.load(folder / "probs.npz")
+    offsets, all_probs = data["offsets"], data["probs"]
+    sentences, probs = [], []
+    for row_index, row in enumerate(frame.itertuples()):
+        if row.kept:
+            sentences.append(Sentence(int(row.id), list(row.tokens), list(row.tags)))
+            probs.append(all_probs[offsets[row_index] : offsets[row_index + 1]].astype(np.float32))
+    return sentences, probs, [str(label) for label in data["labels"]]
+
+
+STAGE = StageSpec(
+    name="pseudo_label",
+    version="1",
+    inputs=("ingest", "train"),
+    params=pseudo_label_params,
+    compute=compute_pseudo_label,
+    headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
+    description="label unlabeled target text with the teacher's soft distributions",
+)

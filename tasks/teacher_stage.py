@@ -1,0 +1,120 @@
+"""Train stage: the ConCNER teacher on source sentences + projected translations.
+
+Loss = CE(source) + CE(projected translation) + lambda_tcl * TCL + lambda_lcl * LCL; with both
+lambdas 0 and train.use_translations=false it is the plain source-only baseline.
+Output: model/ (a transformers token-classification folder), steps.parquet and epochs.parquet
+(training curves), predictions per labeled target set, scores in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from concner.tasks.config import RunConfig
+from concner.tasks.conll import write_conll
+from concner.tasks.corpus import Sentence, entity_types, label_list
+from concner.tasks.evaluate import evaluate_model, pick_device
+from concner.tasks.ingest import load_split
+from concner.tasks.model_refs import resolve_encoder
+from concner.tasks.project_stage import load_projected
+from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit
+
+EVAL_SETS = ("target_dev", "target_test")
+
+
+def train_params(config: RunConfig) -> dict[str, Any]:
+    return {**config.train.model_dump(mode="json"), "seed": config.seed}
+
+
+def dev_set(ingest_dir: Path) -> tuple[str | None, list[Sentence]]:
+    """Target dev when the run has one (the paper's model selection), else source dev."""
+    for split in ("target_dev", "source_dev"):
+        sentences = load_split(ingest_dir, split)
+        if sentences:
+            return split, sentences
+    return None, []
+
+
+def score_target_sets(model, ingest_dir: Path, out: Path, *, batch_size: int, max_length: int, log) -> dict:
+    """Scores on every labeled target set of the run; predictions written as CoNLL beside them."""
+    scores = {}
+    for split in EVAL_SETS:
+        gold = load_split(ingest_dir, split)
+        if not gold:
+            continue
+        scores[split], pred = evaluate_model(model, gold, batch_size=batch_size, max_length=max_length,
+                                             progress=f"scoring {split}")
+        unknown = sorted(set(entity_types(gold)) - {label[2:] for label in model.labels if label != "O"})
+        if unknown:
+            scores[split]["types_not_in_model"] = unknown
+            log.warning("%s has entity types the model cannot predict: %s", split, ", ".join(unknown))
+        write_conll([Sentence(s.id, s.tokens, p) for s, p in zip(gold, pred)], out / f"predictions_{split}.conll")
+        log.info("%s: F1 %.4f (P %.4f, R %.4f)", split, scores[split]["f1"], scores[split]["precision"],
+                 scores[split]["recall"])
+    return scores
+
+
+def save_curves(result: FitResult, out: Path) -> None:
+    pd.DataFrame(result.steps).to_parquet(out / "steps.parquet", index=False)
+    pd.DataFrame(result.epochs).to_parquet(out / "epochs.parquet", index=False)
+
+
+def fit_settings(section, seed: int) -> FitSettings:
+    """The loop settings of a train or distill config section."""
+    names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed"]
+    return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
+
+
+def compute_train(ctx: StageContext) -> None:
+    from concner.models.ner_model import ConcNerModel
+
+    t = ctx.config.train
+    ingest_dir = ctx.inputs["ingest"]
+    source = load_split(ingest_dir, "source_train")
+    labels = label_list(entity_types(source))
+    translations = {s.id: s for s in load_projected(ctx.inputs["project"])} if t.use_translations else {}
+    items = [(s, translations.get(s.id)) for s in source]
+    encoder = resolve_encoder(t.encoder, ingest_dir, ctx.store_root)
+    model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
+    loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
+                       t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio)
+    dev_name, dev = dev_set(ingest_dir)
+    result = fit(model, items, loss, fit_settings(t, ctx.config.seed), dev=dev or None, log=ctx.log,
+                 progress="training teacher")
+    model.save(ctx.out / "model")
+    save_curves(result, ctx.out)
+    ctx.metrics.update(
+        labels=labels,
+        encoder=t.encoder,
+        encoder_path=encoder,
+        train_pairs=sum(tgt is not None for _, tgt in items),
+        train_sources=len(items),
+        dev_set=dev_name,
+        best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        epochs=result.epochs,
+        final_loss_terms={k: v for k, v in result.steps[-1].items() if k not in ("step", "epoch", "lr")},
+        scores=score_target_sets(model, ingest_dir, ctx.out, batch_size=t.batch_size, max_length=t.max_length,
+                                 log=ctx.log),
+    )
+
+
+def scores_headline(m: dict) -> str:
+    s = m.get("scores", {})
+    return ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
+
+
+STAGE = StageSpec(
+    name="train",
+    version="1",
+    inputs=("ingest", "project"),
+    params=train_params,
+    compute=compute_train,
+    headline=scores_headline,
+    description="train the teacher: CE + TCL + LCL on source and projected translations",
+)

@@ -1,0 +1,176 @@
+"""Translate stage: give every sampled source sentence a target-language twin, linked by id.
+
+Backends: `marian` (any HF seq2seq model, see tasks/translate.py) and `parallel` (translations
+that already exist: a CoNLL file, possibly with gold target tags, or one sentence per line,
+line-aligned with the full source file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from concner.tasks.config import RunConfig
+from concner.tasks.conll import looks_like_conll, read_conll, read_unlabeled
+from concner.tasks.errors import UserError
+from concner.tasks.ingest import load_split
+from concner.tasks.model_refs import resolve_translator
+from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.store import file_digest
+from concner.tasks.wordtok import detokenize, word_tokenize
+
+
+def translate_params(config: RunConfig) -> dict[str, Any]:
+    t = config.translate
+    params: dict[str, Any] = t.model_dump(mode="json")
+    if t.backend == "parallel":
+        if t.parallel_file is None:
+            raise UserError("translate.backend=parallel needs translate.parallel_file")
+        if not t.parallel_file.is_file():
+            raise UserError(f"{t.parallel_file}: file not found (translate.parallel_file)")
+        params["parallel_file"] = file_digest(t.parallel_file)
+    else:
+        params["model"] = t.model or default_model(config)
+    if t.reference_file is not None:
+        params["reference_file"] = file_digest(t.reference_file)
+    return params
+
+
+def default_model(config: RunConfig) -> str:
+    return f"Helsinki-NLP/opus-mt-{config.source_lang}-{config.target_lang}"
+
+
+def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContext) -> tuple[list[list[str]], list | None]:
+    """Translation tokens per source line, and gold target tags when the file is labeled CoNLL."""
+    tags = None
+    if looks_like_conll(path):
+        try:
+            sentences, _ = read_conll(path, repair_tags=ctx.config.ingest.repair_tags)
+            tags = [s.tags for s in sentences]
+        except UserError:
+            sentences, _ = read_unlabeled(path, fmt="conll")
+    else:
+        sentences, _ = read_unlabeled(path, fmt="lines")
+    if len(sentences) != expected:
+        raise UserError(
+            f"{path} has {len(sentences)} sentences but the source file {source_path} has {expected}: "
+            "a parallel file must be aligned sentence by sentence with the source"
+        )
+    return [s.tokens for s in sentences], tags
+
+
+def compute_translate(ctx: StageContext) -> None:
+    config, t = ctx.config, ctx.config.translate
+    ingest_dir = ctx.inputs["ingest"]
+    source = load_split(ingest_dir, "source_train")
+    rows: dict[str, list] = {"id": [s.id for s in source], "source_text": [detokenize(s.tokens) for s in source]}
+    started = time.time()
+    if t.backend == "parallel":
+        info = source_file_info(ingest_dir)
+        if info["read"]["sentences_split"]:
+            raise UserError("translate.backend=parallel needs unsplit source sentences: set ingest.long_sentences=reject")
+        tokens, gold = _read_parallel(t.parallel_file, info["sentences_in_file"], info["file"], ctx)
+        rows["translation_tokens"] = [tokens[s.id] for s in source]
+        rows["translation_text"] = [detokenize(x) for x in rows["translation_tokens"]]
+        rows["gold_tags"] = [gold[s.id] for s in source] if gold else [None] * len(source)
+        rows["empty"] = [not x for x in rows["translation_tokens"]]
+        rows["truncated"] = [False] * len(source)
+        ctx.metrics.update(backend="parallel", parallel_file=str(t.parallel_file), gold_target_tags=gold is not None)
+    else:
+        from concner.tasks.translate import load_translator, translate_sentences
+
+        name = resolve_translator(t.model or default_model(config), ingest_dir, ctx.store_root)
+        model, tokenizer = load_translator(name)
+        results = translate_sentences(
+            [s.tokens for s in source], model, tokenizer, batch_size=t.batch_size,
+            max_input_length=t.max_input_length, max_new_tokens=t.max_new_tokens, num_beams=t.num_beams,
+            target_lang_token=t.target_lang_token, progress=True,
+        )
+        rows["translation_text"] = [r.text for r in results]
+        rows["translation_tokens"] = [r.tokens for r in results]
+        rows["gold_tags"] = [None] * len(source)
+        rows["input_length"] = [r.input_length for r in results]
+        rows["output_length"] = [r.output_length for r in results]
+        rows["truncated"] = [r.truncated for r in results]
+        rows["empty"] = [r.empty for r in results]
+        ctx.metrics.update(backend="marian", model=t.model or default_model(config), model_path=name,
+                           weights_sha256=_weights_digest(Path(name)),
+                           generation={k: getattr(t, k) for k in ("num_beams", "max_new_tokens", "max_input_length", "batch_size")})
+        if t.reverse_model:
+            from concner.tasks.translate import round_trip_chrf
+
+            back_name = resolve_translator(t.reverse_model, ingest_dir, ctx.store_root, reverse=True)
+            back_model, back_tok = load_translator(back_name)
+            back = translate_sentences(rows["translation_tokens"], back_model, back_tok, batch_size=t.batch_size,
+                                       max_input_length=t.max_input_length, max_new_tokens=t.max_new_tokens,
+                                       num_beams=t.num_beams, progress=True)
+            corpus, per_sentence = round_trip_chrf(rows["source_text"], [b.text for b in back])
+            rows["round_trip_chrf"] = per_sentence
+            ctx.metrics["round_trip"] = corpus
+    seconds = time.time() - started
+    if t.reference_file is not None:
+        from concner.tasks.translate import score_translations
+
+        info = source_file_info(ingest_dir)
+        ref_tokens, _ = _read_parallel(t.reference_file, info["sentences_in_file"], info["file"], ctx)
+        references = [detokenize(ref_tokens[s.id]) for s in source]
+        corpus, per_sentence = score_translations(rows["translation_text"], references)
+        rows["chrf"] = per_sentence
+        ctx.metrics["quality"] = corpus
+    frame = pd.DataFrame(rows)
+    score_column = "chrf" if "chrf" in frame else "round_trip_chrf" if "round_trip_chrf" in frame else None
+    frame["kept"] = ~frame["empty"]
+    if t.min_chrf is not None and score_column:
+        frame["kept"] &= frame[score_column] >= t.min_chrf
+    frame.to_parquet(ctx.out / "translations.parquet", index=False)
+    ctx.metrics.update(
+        sentences=len(frame),
+        kept=int(frame["kept"].sum()),
+        dropped_below_threshold=int((~frame["kept"] & ~frame["empty"]).sum()),
+        empty=int(frame["empty"].sum()),
+        truncated=int(frame["truncated"].sum()),
+        seconds=round(seconds, 2),
+        sentences_per_second=round(len(frame) / seconds, 2) if seconds > 0 else None,
+    )
+
+
+def source_file_info(ingest_dir: Path) -> dict:
+    """The ingest stats of the full source file: its path and sentence count, before sampling."""
+    manifest = json.loads((ingest_dir / "manifest.json").read_text(encoding="utf-8"))
+    return manifest["metrics"]["splits"]["source_train"]
+
+
+def _weights_digest(folder: Path) -> str | None:
+    """Hash of the weight files, so a manifest says exactly which model translated."""
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        h.update(file_digest(f).encode())
+    return h.hexdigest()
+
+
+def load_translations(folder: Path) -> pd.DataFrame:
+    return pd.read_parquet(folder / "translations.parquet")
+
+
+def _headline(m: dict) -> str:
+    q = m.get("quality")
+    score = f", chrF {q['chrf']:.1f}" if q else ""
+    return f"{m['kept']}/{m['sentences']} translations ({m['backend']}){score}"
+
+
+STAGE = StageSpec(
+    name="translate",
+    version="1",
+    inputs=("ingest",),
+    params=translate_params,
+    compute=compute_translate,
+    headline=_headline,
+    description="translate source sentences (MarianMT or an existing parallel file)",
+)
