@@ -1,0 +1,118 @@
+"""Words <-> subwords: tokenize pre-split sentences for a token classifier and map predictions back.
+
+Convention (HF run_ner.py): a word's label sits on its FIRST subword; its other subwords, the
+special tokens ([CLS], [SEP], <s>, ...) and padding get -100, which every loss here ignores.
+Predictions are read back from the same first subwords.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
+
+from concner.tasks.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+def encode_words(
+    tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[Sequence[str]],
+    labels: Sequence[Sequence[int]] | None,
+    max_length: int,
+) -> dict[str, list]:
+    """Tokenize pre-split sentences; one unpadded entry per sentence under each key.
+
+    Returns
+      input_ids, attention_mask: list[list[int]]  (truncated to max_length subwords, specials included)
+      word_ids:  list[list[int | None]]           subword -> word index, None for specials
+      n_words:   list[int]                        words in the input sentence
+      truncated: list[bool]                       True when words past max_length were cut off
+      labels:    list[list[int]]                  only when `labels` is given: the word's label on
+                                                  its first subword, -100 elsewhere
+
+    A word the tokenizer turns into no subword at all (e.g. a lone zero-width space) gets no
+    position either; word_predictions reports such words, like truncated ones, as not covered.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        # word_ids() and overflow information exist only on fast (Rust) tokenizers
+        raise UserError(f"{type(tokenizer).__name__} is not a fast tokenizer; word alignment needs one")
+    if labels is not None and len(labels) != len(sentences):
+        raise ValueError(f"{len(sentences)} sentences but {len(labels)} label sequences")
+    enc = tokenizer(
+        [list(words) for words in sentences],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+    )
+    out: dict[str, list] = {
+        "input_ids": enc["input_ids"],
+        "attention_mask": enc["attention_mask"],
+        "word_ids": [enc.word_ids(i) for i in range(len(sentences))],
+        "n_words": [len(words) for words in sentences],
+        # the Rust encoding keeps what truncation cut off, even without return_overflowing_tokens
+        "truncated": [len(enc.encodings[i].overflowing) > 0 for i in range(len(sentences))],
+    }
+    if labels is not None:
+        out["labels"] = [
+            _first_subword_labels(word_ids, word_labels, n)
+            for word_ids, word_labels, n in zip(out["word_ids"], labels, out["n_words"])
+        ]
+    return out
+
+
+def _first_subword_labels(word_ids: Sequence[int | None], word_labels: Sequence[int], n_words: int) -> list[int]:
+    if len(word_labels) != n_words:
+        raise ValueError(f"{n_words} words but {len(word_labels)} labels")
+    out: list[int] = []
+    prev: int | None = None
+    for w in word_ids:
+        out.append(IGNORE_INDEX if w is None or w == prev else int(word_labels[w]))
+        prev = w
+    return out
+
+
+def collate(tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list], indices: Sequence[int]) -> dict[str, Tensor]:
+    """Pad the sentences `indices` of an encode_words result into a batch of tensors
+    (input_ids, attention_mask, and labels padded with -100 when present)."""
+    keys = [k for k in ("input_ids", "attention_mask", "labels") if k in encoded]
+    features = [{k: encoded[k][i] for k in keys} for i in indices]
+    collator = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
+    return dict(collator(features))
+
+
+def word_predictions(
+    scores: Tensor,
+    word_ids: Sequence[int | None],
+    n_words: int,
+    *,
+    o_index: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Map one sentence's subword scores [T, C] (logits or probabilities) to words: [n_words, C].
+
+    Word w takes the row of its first subword. Words with no subword (cut by truncation, or
+    tokenized to nothing) are not covered; their row is the one-hot vector on `o_index` (the
+    label "O", index 0 in concner's label lists), i.e. a confident "O": a valid probability
+    vector, and argmax gives O for logits too. Returns (word_scores, covered: bool [n_words]).
+    T may exceed len(word_ids) (padding); those rows are ignored.
+    """
+    if scores.dim() != 2 or scores.shape[0] < len(word_ids):
+        raise ValueError(f"expected scores [T >= {len(word_ids)}, C], got {tuple(scores.shape)}")
+    word_scores = torch.zeros(n_words, scores.shape[1], dtype=scores.dtype, device=scores.device)
+    word_scores[:, o_index] = 1
+    covered = torch.zeros(n_words, dtype=torch.bool, device=scores.device)
+    positions: list[int] = []
+    words: list[int] = []
+    prev: int | None = None
+    for pos, w in enumerate(word_ids):
+        if w is not None and w != prev:
+            positions.append(pos)
+            words.append(w)
+        prev = w
+    if words:
+        word_scores[words] = scores[positions]
+        covered[words] = True
+    return word_scores, covered
