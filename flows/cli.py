@@ -47,7 +47,7 @@ def _print_plan(plan) -> None:
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
                   dry_run: bool = False) -> dict | None:
-    from concner.flows.pipeline import pipeline_flow, plan_run
+    from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
     from concner.tasks.store import ArtifactStore
@@ -58,7 +58,8 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     _print_plan(plan)
     if dry_run:
         return None
-    record = pipeline_flow(config.model_dump(mode="json"), str(root), force=list(force), until=until)
+    record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
+                      force=list(force), until=until)
     console.print(stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
@@ -92,7 +93,7 @@ def stage(
     store: StoreOpt = None,
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
-    from concner.flows.pipeline import plan_run, stage_flow
+    from concner.flows.pipeline import plan_run, run_flow, stage_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
     from concner.tasks.store import ArtifactStore
@@ -100,7 +101,8 @@ def stage(
     cfg = load_config(config, set_)
     root = _store_root(store, cfg)
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name))
-    record = stage_flow(name, cfg.model_dump(mode="json"), str(root), force=not reuse)
+    record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name, config=cfg.model_dump(mode="json"),
+                      force=not reuse)
     console.print(stage_summary_table(record, ArtifactStore(root)))
 
 
@@ -138,7 +140,7 @@ def main() -> None:
     try:
         app()
     except UserError as err:
-        err_console.print(f"error: {err}", style="red", highlight=False, markup=False)
+        err_console.print(f"error: {err}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(err.exit_code)
 
 

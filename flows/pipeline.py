@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import TaskRunContext
+from prefect.states import Failed
 
 from concner.tasks import registry
 from concner.tasks.config import RunConfig
@@ -88,7 +89,13 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
     """One stage as a Prefect task; returns the artifact reference, never the data itself."""
     run_config = RunConfig.model_validate(config)
     planned = PlannedStage(stage_name, key, input_keys, params, "compute")
-    result = compute_stage(run_config, ArtifactStore(store_root), planned, get_run_logger())
+    log = get_run_logger()
+    try:
+        result = compute_stage(run_config, ArtifactStore(store_root), planned, log)
+    except UserError as err:
+        # A Failed state instead of an exception: Prefect logs no traceback for the user's mistake.
+        log.error(str(err))
+        return Failed(message=str(err))
     _publish_ui_artifact(stage_name, ArtifactStore(store_root), key)
     return result
 
@@ -128,6 +135,9 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
             task_fn = stage_task.with_options(refresh_cache=refresh)
             state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
                             return_state=True)
+            if state.is_failed() and state.message and not _has_exception(state):
+                record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.name)
+                break
             result = state.result()  # re-raises the stage's exception
             reused = state.name == "Cached"
             manifest = store.manifest(stage.name, stage.key) or {}
@@ -139,7 +149,8 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
                 "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
             }
             log.info("%s %s (%s)", stage.name, record["stages"][stage.name]["status"], stage.key)
-        record["status"] = "completed"
+        else:
+            record["status"] = "completed"
     except BaseException as err:
         record["status"] = "failed"
         record["error"] = str(err)
@@ -148,6 +159,17 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         record["ended"] = time.time()
         record["scores"] = _collect_scores(store, record)
         store.save_run(record)
+    return record
+
+
+def _has_exception(state) -> bool:
+    return isinstance(state.result(raise_on_failure=False), BaseException)
+
+
+def finish(record: dict):
+    """The flow's return: the record, or a Failed state (no traceback) when the user's input was bad."""
+    if record.get("user_error"):
+        return Failed(message=record["error"])
     return record
 
 
@@ -168,7 +190,7 @@ def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None,
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
     plan = plan_run(run_config, store, force=set(force or ()), until=until)
-    return execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger())
+    return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 
 @flow(name="concner-stage")
@@ -177,4 +199,16 @@ def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = Tru
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
     plan = plan_run(run_config, store, force={stage_name} if force else set(), only=stage_name)
-    return execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger())
+    return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
+
+
+def run_flow(flow_fn, store: ArtifactStore, run_name: str, **kwargs) -> dict:
+    """Call a flow and give back its run record; a user error comes back as UserError (exit 2)."""
+    run_id = new_run_id(run_name)
+    state = flow_fn(store_root=str(store.root), run_id=run_id, return_state=True, **kwargs)
+    if state.is_failed():
+        path = store.runs_dir() / f"{run_id}.json"
+        record = store.load_run(run_id) if path.exists() else {}
+        if record.get("user_error"):
+            raise UserError(record["error"])
+    return state.result()

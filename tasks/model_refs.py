@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from concner.tasks.ingest import load_split
@@ -17,8 +18,10 @@ def _texts(ingest_dir: Path, split: str) -> list[str]:
     return [" ".join(s.tokens) for s in load_split(ingest_dir, split)]
 
 
-def tiny_cache(store_root: Path | None) -> Path:
-    return (store_root or Path("artifacts")) / "models"
+def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> Path:
+    """One folder per distinct input text, so runs of different corpora never rebuild each other's models."""
+    digest = hashlib.sha256("\x00".join("\n".join(g) for g in text_groups).encode("utf-8")).hexdigest()[:12]
+    return (store_root or Path("artifacts")) / "models" / f"{kind}-{digest}"
 
 
 def resolve_encoder(ref: str, ingest_dir: Path, store_root: Path | None) -> str:
@@ -28,7 +31,7 @@ def resolve_encoder(ref: str, ingest_dir: Path, store_root: Path | None) -> str:
     from concner.models.tiny import build_tiny_encoder
 
     texts = _texts(ingest_dir, "source_train") + _texts(ingest_dir, "target_unlabeled")
-    return str(build_tiny_encoder(texts, tiny_cache(store_root) / "encoder"))
+    return str(build_tiny_encoder(texts, tiny_cache(store_root, "encoder", texts)))
 
 
 def resolve_translator(ref: str, ingest_dir: Path, store_root: Path | None, *, reverse: bool = False) -> str:
@@ -40,5 +43,4 @@ def resolve_translator(ref: str, ingest_dir: Path, store_root: Path | None, *, r
     src, tgt = _texts(ingest_dir, "source_train"), _texts(ingest_dir, "target_unlabeled")
     if reverse:
         src, tgt = tgt, src
-    name = "marian-reverse" if reverse else "marian"
-    return str(build_tiny_marian(src, tgt, tiny_cache(store_root) / name))
+    return str(build_tiny_marian(src, tgt, tiny_cache(store_root, "marian", src, tgt)))

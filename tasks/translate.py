@@ -244,22 +244,20 @@ def _generate_args(
 def score_translations(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, Any], list[float]]:
     """Corpus BLEU and chrF (sacrebleu defaults) and per-sentence chrF of hypotheses against references.
 
-    A pair where both sides are empty scores 100 (an empty sentence correctly left empty);
-    sacrebleu would give it 0. With no sentences at all, corpus scores are 0.
+    The corpus dict holds bleu, chrf, sentences and, when there were sentences, sacrebleu's
+    bleu_signature and chrf_signature. A pair where both sides are empty scores 100 (an empty
+    sentence correctly left empty); sacrebleu would give it 0. No sentences at all give 0 scores.
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     bleu, chrf = BLEU(), CHRF()
-    corpus: dict[str, Any] = {
-        "bleu": 0.0,
-        "chrf": 0.0,
-        "sentences": len(hypotheses),
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-    }
+    corpus: dict[str, Any] = {"bleu": 0.0, "chrf": 0.0, "sentences": len(hypotheses)}
     if hypotheses:
         corpus["bleu"] = bleu.corpus_score(list(hypotheses), [list(references)]).score
         corpus["chrf"] = chrf.corpus_score(list(hypotheses), [list(references)]).score
+        # sacrebleu can only state its settings after scoring; they make the numbers comparable.
+        corpus["bleu_signature"] = str(bleu.get_signature())
+        corpus["chrf_signature"] = str(chrf.get_signature())
     per_sentence = [
         100.0 if not h.strip() and not r.strip() else chrf.sentence_score(h, [r]).score
         for h, r in zip(hypotheses, references)

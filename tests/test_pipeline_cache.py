@@ -62,7 +62,7 @@ def test_rerun_reuses_force_and_deletion_recompute(cli, project):
 def test_changed_parameter_changes_key(cli, project):
     config, store = project
     cli("run", config, "--until", "ingest", "--store", store)
-    code, _, _ = cli("run", config, "--until", "ingest", "--store", store, "--set", "ingest.sample_size=1")
+    code, _, _ = cli("run", config, "--until", "ingest", "--store", store, "--set", "ingest.sample_size=2")
     assert code == 0
     runs = ArtifactStore(store).list_runs()
     assert runs[-1]["stages"]["ingest"]["key"] != runs[-2]["stages"]["ingest"]["key"]

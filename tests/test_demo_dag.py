@@ -1,0 +1,61 @@
+"""The whole DAG on the demo config: every artifact, reuse on rerun, and --force downstream only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import pipeline
+
+from concner.tasks.registry import STAGES
+from concner.tasks.store import ArtifactStore
+from tests.conftest import REPO
+
+FAST = ["--set", "train.epochs=2", "--set", "distill.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo-store")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_then_reuses_then_forces_downstream(cli, demo_store):
+    config = REPO / "configs" / "demo.yaml"
+    code, out, err = cli("run", config, "--store", demo_store, *FAST)
+    assert code == 0, err[-3000:]
+    store = ArtifactStore(demo_store)
+    first = store.list_runs()[-1]
+    assert first["status"] == "completed"
+    assert [s.name for s in STAGES] == list(first["stages"])
+    for name, info in first["stages"].items():
+        assert info["status"] == "computed"
+        manifest = store.manifest(name, info["key"])
+        assert manifest is not None, name
+        for entry in manifest["files"]:
+            assert (store.stage_dir(name, info["key"]) / entry["path"]).stat().st_size == entry["bytes"]
+    scores = first["scores"]["evaluate"]
+    assert set(scores) == {"teacher/target_dev", "teacher/target_test", "student/target_dev", "student/target_test"}
+
+    code, out, err = cli("run", config, "--store", demo_store, *FAST)
+    second = store.list_runs()[-1]
+    assert code == 0 and {s["status"] for s in second["stages"].values()} == {"reused"}
+    assert {s["prefect_state"] for s in second["stages"].values()} == {"Cached"}
+    assert {k: s["key"] for k, s in second["stages"].items()} == {k: s["key"] for k, s in first["stages"].items()}
+
+    code, out, err = cli("run", config, "--store", demo_store, *FAST, "--force", "pseudo_label")
+    third = store.list_runs()[-1]
+    assert code == 0, err[-3000:]
+    computed = {k for k, s in third["stages"].items() if s["status"] == "computed"}
+    assert computed == {"pseudo_label", "distill", "evaluate"}
+
+    # the exported student is an ordinary transformers token-classification folder
+    student = store.stage_dir("distill", third["stages"]["distill"]["key"]) / "model"
+    tagger = pipeline("token-classification", model=str(student))
+    labels = json.loads((student / "config.json").read_text())["id2label"].values()
+    assert {p["entity"] for p in tagger("Pedro Sánchez visitó Madrid .")} <= set(labels)
+
+    code, out, err = cli("inspect", "latest", "--store", demo_store, "--stage", "ingest")
+    assert code == 0 and "source_train" in out
+    code, out, err = cli("runs", "--store", demo_store)
+    assert code == 0 and third["run_id"][:12] in out
