@@ -6,6 +6,7 @@ works from any working directory.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ class DataConfig(_Section):
 
 class IngestConfig(_Section):
     sample_size: int | None = Field(None, ge=1, description="low-resource subset of N source sentences")
+    sample_seed: int | None = None  # None = the run's seed; fix it to vary training seeds over one sample
     max_tokens: int = Field(200, ge=1)
     long_sentences: Literal["reject", "split"] = "reject"
     repair_tags: bool = False
@@ -159,7 +161,7 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
 
 
 def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overrides: list[str] = ()) -> RunConfig:
-    raw = dict(raw)
+    raw = copy.deepcopy(raw)  # overrides must never leak into the caller's (possibly shared) dict
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(raw, key, value)
     try:

@@ -95,8 +95,7 @@ def compute_distill(ctx: StageContext) -> None:
         dev_set=dev_name,
         best_epoch=result.best_epoch,
         epochs=result.epochs,
-        scores=score_target_sets(student, ctx.inputs["ingest"], ctx.out, batch_size=d.batch_size,
-                                 max_length=d.max_length, log=ctx.log),
+        scores=score_target_sets(student, ctx.inputs["ingest"], ctx.out, max_length=d.max_length, log=ctx.log),
     )
 
 

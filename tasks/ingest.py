@@ -68,8 +68,8 @@ def ingest_params(config: RunConfig) -> dict[str, Any]:
         # contents, not locations, decide whether the artifact is still valid
         "files": {split: file_digest(path) for split, path in files.items()},
         "unlabeled_format": config.data.unlabeled_format,
-        "seed": config.seed,
         **config.ingest.model_dump(),
+        "sample_seed": config.ingest.sample_seed if config.ingest.sample_seed is not None else config.seed,
     }
 
 
@@ -80,7 +80,8 @@ def compute_ingest(ctx: StageContext) -> None:
         sentences, report = read_split(config, split, path)
         full = len(sentences)
         if split == "source_train" and config.ingest.sample_size:
-            sentences = sample_covering_types(sentences, config.ingest.sample_size, config.seed)
+            seed = config.seed if config.ingest.sample_seed is None else config.ingest.sample_seed
+            sentences = sample_covering_types(sentences, config.ingest.sample_size, seed)
         if split == "target_unlabeled" and config.ingest.max_unlabeled:
             sentences = sentences[: config.ingest.max_unlabeled]
         to_frame(sentences).to_parquet(ctx.out / f"{split}.parquet", index=False)

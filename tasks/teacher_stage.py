@@ -25,6 +25,7 @@ from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit
 
 EVAL_SETS = ("target_dev", "target_test")
+EVAL_BATCH_SIZE = 64  # inference only: larger batches than training are cheap and faster
 
 
 def train_params(config: RunConfig) -> dict[str, Any]:
@@ -40,14 +41,14 @@ def dev_set(ingest_dir: Path) -> tuple[str | None, list[Sentence]]:
     return None, []
 
 
-def score_target_sets(model, ingest_dir: Path, out: Path, *, batch_size: int, max_length: int, log) -> dict:
+def score_target_sets(model, ingest_dir: Path, out: Path, *, max_length: int, log) -> dict:
     """Scores on every labeled target set of the run; predictions written as CoNLL beside them."""
     scores = {}
     for split in EVAL_SETS:
         gold = load_split(ingest_dir, split)
         if not gold:
             continue
-        scores[split], pred = evaluate_model(model, gold, batch_size=batch_size, max_length=max_length,
+        scores[split], pred = evaluate_model(model, gold, batch_size=EVAL_BATCH_SIZE, max_length=max_length,
                                              progress=f"scoring {split}")
         unknown = sorted(set(entity_types(gold)) - {label[2:] for label in model.labels if label != "O"})
         if unknown:
@@ -99,8 +100,7 @@ def compute_train(ctx: StageContext) -> None:
         stopped_early=result.stopped_early,
         epochs=result.epochs,
         final_loss_terms={k: v for k, v in result.steps[-1].items() if k not in ("step", "epoch", "lr")},
-        scores=score_target_sets(model, ingest_dir, ctx.out, batch_size=t.batch_size, max_length=t.max_length,
-                                 log=ctx.log),
+        scores=score_target_sets(model, ingest_dir, ctx.out, max_length=t.max_length, log=ctx.log),
     )
 
 

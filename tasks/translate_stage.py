@@ -25,7 +25,12 @@ from concner.tasks.store import file_digest
 from concner.tasks.wordtok import detokenize, word_tokenize
 
 
+MARIAN_ONLY = ("model", "reverse_model", "batch_size", "max_input_length", "max_new_tokens", "num_beams",
+               "target_lang_token")
+
+
 def translate_params(config: RunConfig) -> dict[str, Any]:
+    """Only what changes the translations enters the key: generation settings don't for `parallel`."""
     t = config.translate
     params: dict[str, Any] = t.model_dump(mode="json")
     if t.backend == "parallel":
@@ -34,15 +39,22 @@ def translate_params(config: RunConfig) -> dict[str, Any]:
         if not t.parallel_file.is_file():
             raise UserError(f"{t.parallel_file}: file not found (translate.parallel_file)")
         params["parallel_file"] = file_digest(t.parallel_file)
+        for name in MARIAN_ONLY:
+            params.pop(name)
     else:
         params["model"] = t.model or default_model(config)
+        params.pop("parallel_file")
     if t.reference_file is not None:
+        if not t.reference_file.is_file():
+            raise UserError(f"{t.reference_file}: file not found (translate.reference_file)")
         params["reference_file"] = file_digest(t.reference_file)
     return params
 
 
 def default_model(config: RunConfig) -> str:
-    return f"Helsinki-NLP/opus-mt-{config.source_lang}-{config.target_lang}"
+    from concner.tasks.translate import default_model_name
+
+    return default_model_name(config.source_lang, config.target_lang)
 
 
 def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContext) -> tuple[list[list[str]], list | None]:
@@ -109,9 +121,9 @@ def compute_translate(ctx: StageContext) -> None:
             back = translate_sentences(rows["translation_tokens"], back_model, back_tok, batch_size=t.batch_size,
                                        max_input_length=t.max_input_length, max_new_tokens=t.max_new_tokens,
                                        num_beams=t.num_beams, progress=True)
-            corpus, per_sentence = round_trip_chrf(rows["source_text"], [b.text for b in back])
+            corpus_chrf, per_sentence = round_trip_chrf(rows["source_text"], [b.text for b in back])
             rows["round_trip_chrf"] = per_sentence
-            ctx.metrics["round_trip"] = corpus
+            ctx.metrics["round_trip_chrf"] = corpus_chrf
     seconds = time.time() - started
     if t.reference_file is not None:
         from concner.tasks.translate import score_translations

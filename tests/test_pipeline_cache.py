@@ -118,3 +118,13 @@ def test_stage_command_needs_upstream_artifacts(cli, project):
     code, _, err = cli("stage", "ingest", config, "--store", store)
     assert code == 0, err
     assert last_run(store)["stages"]["ingest"]["status"] == "computed"
+
+
+def test_overrides_do_not_leak_into_the_callers_config():
+    from concner.tasks.config import config_from_dict
+
+    raw = {"target_lang": "es", "data": {"source_train": "x.conll"}, "train": {"epochs": 1}}
+    first = config_from_dict(raw, base_dir=Path("."), overrides=["train.use_translations=false", "train.epochs=4"])
+    second = config_from_dict(raw, base_dir=Path("."))
+    assert (first.train.use_translations, first.train.epochs) == (False, 4)
+    assert (second.train.use_translations, second.train.epochs) == (True, 1)

@@ -1,0 +1,99 @@
+"""Teacher training and distillation on tiny local models built from the sample data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from seqeval.metrics import f1_score
+from transformers import pipeline
+
+from concner.models.ner_model import ConcNerModel
+from concner.models.tiny import build_tiny_encoder
+from concner.tasks.conll import read_conll
+from concner.tasks.corpus import entity_types, label_list
+from concner.tasks.distill import DistillLoss
+from concner.tasks.evaluate import predict_probs, probs_to_tags
+from concner.tasks.train import FitSettings, TeacherLoss, fit
+from tests.conftest import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def samples():
+    en, _ = read_conll(SAMPLES / "en_train.conll")
+    es, _ = read_conll(SAMPLES / "es_train.conll")
+    return en, es
+
+
+@pytest.fixture(scope="module")
+def encoder(samples, tmp_path_factory):
+    en, es = samples
+    texts = [" ".join(s.tokens) for s in en + es]
+    return build_tiny_encoder(texts, tmp_path_factory.mktemp("tiny") / "encoder")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread start-up costs more than it saves
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_teacher_training_lowers_ce_tcl_and_lcl_and_exports_a_pipeline_model(samples, encoder, tmp_path):
+    en, es = samples
+    labels = label_list(entity_types(en))
+    model = ConcNerModel.from_encoder(encoder, labels)
+    loss = TeacherLoss({label: i for i, label in enumerate(labels)}, max_length=64)
+    pairs = list(zip(en[:96], es[:96]))
+    probe = pairs[:16]
+
+    def terms() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            out = loss(model, probe, torch.Generator().manual_seed(0))
+        return {k: float(v) for k, v in out.items()}
+
+    before = terms()
+    fit(model, pairs, loss, FitSettings(epochs=3, batch_size=16, learning_rate=2e-3, max_length=64, seed=1))
+    after = terms()
+    for term in ("ce_source", "ce_target", "tcl", "lcl"):
+        assert after[term] < before[term], (term, before, after)
+
+    model.save(tmp_path / "model")
+    tagger = pipeline("token-classification", model=str(tmp_path / "model"), ignore_labels=[])
+    predicted = tagger("Pedro Sánchez visitó Madrid .")
+    assert [p["word"] for p in predicted][:2] == ["Pedro", "Sánchez"] or len(predicted) >= 5
+    assert {p["entity"] for p in predicted} <= set(labels)
+    # the pipeline's tags are our model's tags: same weights, same first-subword reading
+    ours = probs_to_tags(predict_probs(model, [["Pedro", "Sánchez", "visitó", "Madrid", "."]]), labels)[0]
+    first_subwords = [p for p in predicted if not p["word"].startswith("##")]
+    assert [p["entity"] for p in first_subwords] == ours
+
+
+def confident_teacher(sentences, labels, confidence=0.95) -> list[np.ndarray]:
+    """Soft labels peaked on the gold tag: a teacher that is right and sure."""
+    out = []
+    for s in sentences:
+        probs = np.full((len(s.tokens), len(labels)), (1 - confidence) / (len(labels) - 1), dtype=np.float32)
+        probs[np.arange(len(s.tokens)), [labels.index(t) for t in s.tags]] = confidence
+        out.append(probs)
+    return out
+
+
+@pytest.mark.parametrize("kind, epochs", [("kl", 12), ("mse", 2)])
+def test_student_reproduces_a_confident_teacher(samples, encoder, kind, epochs):
+    _, es = samples
+    labels = label_list(entity_types(es))
+    teacher = confident_teacher(es, labels)
+    student = ConcNerModel.from_encoder(encoder, labels)
+    result = fit(student, list(zip(es, teacher)), DistillLoss(kind=kind, max_length=64),
+                 FitSettings(epochs=epochs, batch_size=16, learning_rate=3e-3, max_length=64, seed=2))
+    assert result.epochs[-1]["loss"] < result.epochs[0]["loss"]
+    if kind == "kl":
+        teacher_tags = probs_to_tags(teacher, labels)
+        student_tags = probs_to_tags(predict_probs(student, [s.tokens for s in es], max_length=64), labels)
+        tokens = sum(len(t) for t in teacher_tags)
+        agreement = sum(a == b for ta, sa in zip(teacher_tags, student_tags) for a, b in zip(ta, sa)) / tokens
+        assert agreement > 0.95
+        assert f1_score(teacher_tags, student_tags) > 0.85
