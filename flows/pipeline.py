@@ -101,15 +101,16 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
 
 
 def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> None:
-    """Key figures of the stage as a markdown artifact on its task run in the Prefect UI."""
+    """Key figures and a few samples of the stage as a markdown artifact on its task run."""
     from prefect.artifacts import create_markdown_artifact
 
+    from concner.flows.ui_artifacts import stage_markdown
+
     manifest = store.manifest(stage_name, key) or {}
-    spec = registry.get(stage_name)
-    headline = spec.headline(manifest.get("metrics", {})) if manifest else ""
+    headline = registry.get(stage_name).headline(manifest.get("metrics", {})) if manifest else ""
     create_markdown_artifact(
         key=f"{stage_name.replace('_', '-')}-{key}",
-        markdown=f"### {stage_name} `{key}`\n\n{headline}\n\nartifact: `{store.stage_dir(stage_name, key)}`",
+        markdown=stage_markdown(stage_name, key, store.stage_dir(stage_name, key), headline),
         description=f"concner {stage_name}",
     )
 
@@ -159,7 +160,17 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         record["ended"] = time.time()
         record["scores"] = _collect_scores(store, record)
         store.save_run(record)
+        _publish_run_summary(record)
     return record
+
+
+def _publish_run_summary(record: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    from concner.flows.ui_artifacts import run_markdown
+
+    create_markdown_artifact(key="concner-run-summary", markdown=run_markdown(record),
+                             description=f"concner run {record['run_id']}")
 
 
 def _has_exception(state) -> bool:

@@ -9,6 +9,8 @@ decisions on 2,000 real pairs are that close); none flipped on the pairs used he
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,31 @@ def _read_tokens(path: Path) -> list[list[str]]:
 
 
 def _stock(aligner: SentenceAligner, pairs) -> list[dict]:
-    return [aligner.get_word_aligns(src, tgt) for src, tgt in pairs]
+    with _one_torch_thread():
+        return [aligner.get_word_aligns(src, tgt) for src, tgt in pairs]
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the count.
+
+    On this 2-core box, 2 intra-op threads competing with any other busy process made every op wait
+    for a descheduled peer: stock simalign went from 27 ms to 545 ms a pair. One thread is immune.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    with _one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -120,14 +146,29 @@ def test_tiny_random_bert_equals_stock(tiny_bert, synthetic_pairs):
     stock = _stock(SentenceAligner(model=str(tiny_bert), token_type="bpe", matching_methods="maifr", layer=1), synthetic_pairs)
     aligner = BatchAligner(str(tiny_bert), layer=1, methods="maifr", device="cpu", batch_size=8)
     assert aligner.align(synthetic_pairs) == stock
+    assert len(aligner.model.encoder.layer) == 1  # layer 2 is never computed: hidden_states[1] needs layer 1 only
     exact = BatchAligner(str(tiny_bert), layer=1, methods="m", device="cpu", exact_mwmf=True)
     assert exact.align(synthetic_pairs[:10]) == [{"mwmf": s["mwmf"]} for s in stock[:10]]
+
+
+def test_tiny_embedding_layer_equals_stock(tiny_bert, synthetic_pairs):
+    """layer=0 is the embedding output: every encoder layer is dropped."""
+    stock = SentenceAligner(model=str(tiny_bert), token_type="bpe", matching_methods="ai", layer=0)
+    got = BatchAligner(str(tiny_bert), layer=0, methods="ai", device="cpu").align(synthetic_pairs[:15])
+    assert got == _stock(stock, synthetic_pairs[:15])
 
 
 def test_tiny_word_level_equals_stock(tiny_bert, synthetic_pairs):
     stock = _stock(SentenceAligner(model=str(tiny_bert), token_type="word", matching_methods="mai", layer=2), synthetic_pairs)
     got = BatchAligner(str(tiny_bert), layer=2, methods="mai", token_type="word", device="cpu").align(synthetic_pairs)
     assert got == stock
+
+
+def test_word_level_skips_words_without_subwords(tiny_bert):
+    """Stock crashes on a word with no subwords in word mode (NaN mean); we leave that word unaligned."""
+    src, tgt = ["la", "\u200b", "casa", "grande"], ["the", "big", "house"]
+    got = BatchAligner(str(tiny_bert), layer=1, methods="mai", token_type="word", device="cpu").align([(src, tgt)])
+    assert got[0]["itermax"] and all(i != 1 for pairs in got[0].values() for i, _ in pairs)
 
 
 def test_empty_sides_give_empty_alignments(tiny_bert, synthetic_pairs):
@@ -186,7 +227,11 @@ def test_max_weight_match_matches_networkx_and_falls_back_on_ties():
 
 
 def test_function_api_and_progress(tiny_bert, synthetic_pairs):
-    got = align_pairs(synthetic_pairs[:5], model=str(tiny_bert), layer=1, methods="a", device="cpu", progress=True)
+    import torch
+
+    before = torch.get_num_threads()
+    got = align_pairs(synthetic_pairs[:5], model=str(tiny_bert), layer=1, methods="a", device="cpu", progress=True, threads=2)
+    assert torch.get_num_threads() == before  # the aligner's thread count is restored afterwards
     stock = SentenceAligner(model=str(tiny_bert), token_type="bpe", matching_methods="a", layer=1)
     assert got == [stock.get_word_aligns(*p) for p in synthetic_pairs[:5]]
 
