@@ -3,7 +3,9 @@
 The artifact store decides what is fresh. Every stage is one Prefect task whose cache key is the
 stage's store key; the flow refreshes Prefect's cache whenever the store lacks that artifact or
 the user forced the stage, so Prefect shows reused stages as Cached and never serves a stale
-result for an artifact deleted from disk.
+result for an artifact deleted from disk. A stage the store already holds is reused even when
+Prefect has no cache record of it (a fresh PREFECT_HOME, another server, a copied store): the
+task then returns at once without computing.
 """
 
 from __future__ import annotations
@@ -85,18 +87,24 @@ def _stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 @task(cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{stage_name}")
 def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_keys: dict[str, str],
-               params: dict[str, Any]) -> dict:
-    """One stage as a Prefect task; returns the artifact reference, never the data itself."""
+               params: dict[str, Any], action: str = "compute") -> dict:
+    """One stage as a Prefect task; returns the artifact reference, never the data itself.
+    With action="reuse" and the artifact in the store, nothing is computed."""
+    store = ArtifactStore(store_root)
+    log = get_run_logger()
+    if action == "reuse" and store.exists(stage_name, key):
+        log.info("%s %s is in the store: reused", stage_name, key)
+        _publish_ui_artifact(stage_name, store, key)
+        return {"key": key, "seconds": 0.0, "computed": False}
     run_config = RunConfig.model_validate(config)
     planned = PlannedStage(stage_name, key, input_keys, params, "compute")
-    log = get_run_logger()
     try:
-        result = compute_stage(run_config, ArtifactStore(store_root), planned, log)
+        result = compute_stage(run_config, store, planned, log)
     except UserError as err:
         # A Failed state instead of an exception: Prefect logs no traceback for the user's mistake.
         log.error(str(err))
         return Failed(message=str(err))
-    _publish_ui_artifact(stage_name, ArtifactStore(store_root), key)
+    _publish_ui_artifact(stage_name, store, key)
     return result
 
 
@@ -135,12 +143,12 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
             refresh = stage.action == "compute"
             task_fn = stage_task.with_options(refresh_cache=refresh)
             state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
-                            return_state=True)
+                            stage.action, return_state=True)
             if state.is_failed() and state.message and not _has_exception(state):
                 record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.name)
                 break
             result = state.result()  # re-raises the stage's exception
-            reused = state.name == "Cached"
+            reused = state.name == "Cached" or result.get("computed") is False
             manifest = store.manifest(stage.name, stage.key) or {}
             record["stages"][stage.name] = {
                 "key": stage.key,

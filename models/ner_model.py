@@ -1,13 +1,18 @@
 """The ConCNER NER model: a standard HF token classifier plus a sentence head for TCL.
 
     input_ids ─> encoder ─> h [B,T,H] (last hidden layer) ─┬─> dropout ─> linear ─> logits [B,T,C]
-                                                           ├─> token features h (for LCL)
+                                                           ├─> Linear-ReLU-Linear ─> token emb [B,T,P] (for LCL)
                                                            └─> masked mean-pool ─> Linear-ReLU-Linear ─> sentence emb [B,P] (for TCL)
+
+Both contrastive losses act on projections of h, not on h itself, as in SimCLR / SupCon: the
+encoder still receives their gradient, but the space the losses reshape is the heads' output,
+not the features the classifier reads. On real en->es data, LCL applied to h directly collapsed
+the transfer F1 (see benchmarks/results/real_transfer.json).
 
 The token classifier is an unmodified AutoModelForTokenClassification, so the folder `save`
 writes is an ordinary HF model folder that transformers.pipeline("token-classification")
-loads; the sentence head is saved beside it (sentence_head.pt + sentence_head.json) and is
-only needed to continue contrastive training.
+loads; the two contrastive heads are saved beside it (sentence_head.pt + sentence_head.json) and
+are only needed to continue contrastive training.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ HEAD_CONFIG = "sentence_head.json"
 class NerOutput(NamedTuple):
     logits: Tensor  # [B, T, C]
     token_features: Tensor  # [B, T, H], last hidden layer (before the classifier's dropout)
-    sentence_emb: Tensor  # [B, P], projected mean-pool of the sentence's own subwords
+    token_emb: Tensor  # [B, T, P], token head's projection of token_features (for LCL)
+    sentence_emb: Tensor  # [B, P], projected mean-pool of the sentence's own subwords (for TCL)
 
 
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -58,7 +64,8 @@ def _load_pretrained(name_or_path: str | Path, what: str, load):
 
 
 class ConcNerModel(nn.Module):
-    """HF token classifier + sentence projection head (used only by the translation contrastive loss)."""
+    """HF token classifier + two projection heads, used only by the contrastive losses: a sentence
+    head (TCL) and a token head (LCL)."""
 
     def __init__(self, token_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, proj_dim: int = 128):
         super().__init__()
@@ -67,6 +74,7 @@ class ConcNerModel(nn.Module):
         hidden = token_model.config.hidden_size
         self.proj_dim = proj_dim
         self.sentence_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, proj_dim))
+        self.token_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, proj_dim))
         # [CLS]/[SEP]/<s>/</s>/padding are left out of the sentence mean-pool: they sit in every
         # sentence, so pooling them would add a component shared by all sentences and blunt
         # the in-batch contrast of TCL. [UNK] is content and stays in.
@@ -125,16 +133,18 @@ class ConcNerModel(nn.Module):
         tokenizer = _load_pretrained(model_dir, "tokenizer", AutoTokenizer.from_pretrained)
         model = cls(token_model, tokenizer, head_config["proj_dim"])
         state = torch.load(model_dir / HEAD_WEIGHTS, map_location="cpu", weights_only=True)
-        model.sentence_head.load_state_dict(state)
+        model.sentence_head.load_state_dict(state["sentence_head"])
+        model.token_head.load_state_dict(state["token_head"])
         return model
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write an HF model folder (loadable by transformers.pipeline) plus the sentence head."""
+        """Write an HF model folder (loadable by transformers.pipeline) plus the contrastive heads."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.token_model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
-        torch.save(self.sentence_head.state_dict(), out_dir / HEAD_WEIGHTS)
+        heads = {"sentence_head": self.sentence_head.state_dict(), "token_head": self.token_head.state_dict()}
+        torch.save(heads, out_dir / HEAD_WEIGHTS)
         head_config = {"hidden_size": self.token_model.config.hidden_size, "proj_dim": self.proj_dim}
         (out_dir / HEAD_CONFIG).write_text(json.dumps(head_config, indent=2) + "\n")
         return out_dir
@@ -152,4 +162,5 @@ class ConcNerModel(nn.Module):
         hidden = out.hidden_states[-1]  # [B, T, H]: what the classifier sees (before its dropout)
         pool_mask = attention_mask.bool() & ~torch.isin(input_ids, self.pool_excluded_ids)
         sentence_emb = self.sentence_head(masked_mean(hidden, pool_mask))
-        return NerOutput(logits=out.logits, token_features=hidden, sentence_emb=sentence_emb)
+        return NerOutput(logits=out.logits, token_features=hidden, token_emb=self.token_head(hidden),
+                         sentence_emb=sentence_emb)

@@ -77,6 +77,9 @@ class TrainConfig(_Section):
     lcl_temperature: float = Field(0.1, gt=0)
     lcl_o_mode: Literal["keep", "subsample", "exclude_anchor"] = "subsample"
     lcl_o_ratio: float = Field(1.0, gt=0)
+    # "head": LCL on the token head's projection (SupCon practice); "hidden": on the classifier's
+    # own input features. Kept selectable because the two behave very differently (README table).
+    lcl_features: Literal["head", "hidden"] = "head"
     proj_dim: int = Field(128, ge=1)
     patience: int | None = Field(2, ge=1)
 

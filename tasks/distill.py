@@ -101,7 +101,7 @@ def compute_distill(ctx: StageContext) -> None:
 
 STAGE = StageSpec(
     name="distill",
-    version="1",
+    version="2",
     inputs=("ingest", "train", "pseudo_label"),
     params=distill_params,
     compute=compute_distill,

@@ -83,7 +83,7 @@ def compute_train(ctx: StageContext) -> None:
     encoder = resolve_encoder(t.encoder, ingest_dir, ctx.store_root)
     model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
-                       t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio)
+                       t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio, t.lcl_features)
     dev_name, dev = dev_set(ingest_dir)
     result = fit(model, items, loss, fit_settings(t, ctx.config.seed), dev=dev or None, log=ctx.log,
                  progress="training teacher")
@@ -111,7 +111,7 @@ def scores_headline(m: dict) -> str:
 
 STAGE = StageSpec(
     name="train",
-    version="1",
+    version="2",
     inputs=("ingest", "project"),
     params=train_params,
     compute=compute_train,

@@ -139,6 +139,7 @@ class TeacherLoss:
     lcl_temperature: float = 0.1
     lcl_o_mode: str = "subsample"
     lcl_o_ratio: float = 1.0
+    lcl_features: str = "head"  # "head": out.token_emb, "hidden": out.token_features
 
     def __call__(self, model, batch: Sequence[tuple[Sentence, Sentence | None]], generator) -> dict[str, torch.Tensor]:
         sources = [src for src, _ in batch]
@@ -163,8 +164,9 @@ class TeacherLoss:
                 out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature)
             loss = loss + self.lambda_tcl * terms["tcl"]
         labeled = gold != -100
+        features = out.token_emb if self.lcl_features == "head" else out.token_features
         terms["lcl"] = label_contrastive_loss(
-            out.token_features[labeled].float(), gold[labeled], self.lcl_temperature,
+            features[labeled].float(), gold[labeled], self.lcl_temperature,
             o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator)
         loss = loss + self.lambda_lcl * terms["lcl"]
         terms["loss"] = loss

@@ -113,6 +113,7 @@ def test_forward_shapes(tiny_model):
     b, t = batch["input_ids"].shape
     assert out.logits.shape == (b, t, len(LABELS))
     assert out.token_features.shape == (b, t, 32)
+    assert out.token_emb.shape == (b, t, 8)
     assert out.sentence_emb.shape == (b, 8)
     assert tiny_model.labels == LABELS
 
@@ -144,6 +145,7 @@ def test_save_load_roundtrip_identical_outputs(tiny_model, tmp_path):
         b = loaded(batch["input_ids"], batch["attention_mask"])
     assert torch.equal(a.logits, b.logits)
     assert torch.equal(a.sentence_emb, b.sentence_emb)
+    assert torch.equal(a.token_emb, b.token_emb)
     assert loaded.labels == LABELS and loaded.proj_dim == 8
 
 

@@ -128,3 +128,27 @@ def test_overrides_do_not_leak_into_the_callers_config():
     second = config_from_dict(raw, base_dir=Path("."))
     assert (first.train.use_translations, first.train.epochs) == (False, 4)
     assert (second.train.use_translations, second.train.epochs) == (True, 1)
+
+
+def test_store_artifacts_are_reused_without_any_prefect_cache_record(cli, project):
+    """A fresh Prefect home or another server knows no cache records; the store alone decides."""
+    from prefect.settings import get_current_settings
+
+    config, store = project
+    code, _, err = cli("run", config, "--until", "ingest", "--store", store)
+    assert code == 0, err
+    key = last_run(store)["stages"]["ingest"]["key"]
+    manifest_before = (store / "stages" / "ingest" / key / "manifest.json").read_text()
+    # Prefect keeps cache records as files named by the cache key in its local result storage.
+    storage = Path(get_current_settings().results.local_storage_path).expanduser()
+    records = list(storage.glob(f"concner-ingest-{key}*"))
+    assert records, f"no Prefect cache record for ingest/{key} in {storage}"
+    for record in records:
+        record.unlink()
+
+    code, _, err = cli("run", config, "--until", "ingest", "--store", store)
+    assert code == 0, err
+    stage = last_run(store)["stages"]["ingest"]
+    assert stage["status"] == "reused" and stage["key"] == key and stage["seconds"] == 0.0
+    assert stage["prefect_state"] == "Completed"  # ran, but computed nothing
+    assert (store / "stages" / "ingest" / key / "manifest.json").read_text() == manifest_before
