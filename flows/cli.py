@@ -28,6 +28,10 @@ StoreOpt = Annotated[
     Optional[Path],
     typer.Option("--store", envvar="CONCNER_STORE", help="Artifact store folder (default: the config's `store`, else ./artifacts)."),
 ]
+TargetOpt = Annotated[
+    Optional[str],
+    typer.Option("--target", help="In a multi-target config: only this target (its `name`, else its `lang`)."),
+]
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable).")]
 
 
@@ -41,12 +45,12 @@ def _store_root(store: Path | None, config=None) -> Path:
 
 def _print_plan(plan) -> None:
     console.print(
-        "plan: " + ", ".join(f"{p.name} [{'green' if p.action == 'reuse' else 'yellow'}]{p.action}[/]" for p in plan)
+        "plan: " + ", ".join(f"{p.entry} [{'green' if p.action == 'reuse' else 'yellow'}]{p.action}[/]" for p in plan)
     )
 
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
-                  dry_run: bool = False) -> dict | None:
+                  dry_run: bool = False, target: str | None = None) -> dict | None:
     from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
@@ -54,12 +58,12 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
 
     config = load_config(config_path, overrides)
     root = _store_root(store, config)
-    plan = plan_run(config, ArtifactStore(root), force=set(force), until=until)
+    plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
     if dry_run:
         return None
     record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
-                      force=list(force), until=until)
+                      force=list(force), until=until, target=target)
     console.print(stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
@@ -72,10 +76,13 @@ def run(
     force: Annotated[list[str], typer.Option("--force", help="Recompute this stage and everything downstream (repeatable).")] = [],
     until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print which stages would be reused or computed.")] = False,
+    target: TargetOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Run the pipeline DAG for a config; stages whose artifact exists for the same inputs are reused."""
-    _run_pipeline(config, set_, store, force, until, dry_run)
+    """Run the pipeline DAG for a config; stages whose artifact exists for the same inputs are reused.
+
+    A config with several `targets` runs one branch per target after one shared source ingest."""
+    _run_pipeline(config, set_, store, force, until, dry_run, target)
 
 
 @app.command()
@@ -86,10 +93,12 @@ def demo(store: StoreOpt = None, set_: SetOpt = []) -> None:
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help="Stage to run: ingest, translate, project, train, pseudo_label, distill, evaluate.")],
+    name: Annotated[str, typer.Argument(help="Stage to run: ingest, ingest_target, translate, project, train, pseudo_label, distill, evaluate.")],
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     set_: SetOpt = [],
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse the stage's artifact when it exists instead of recomputing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print whether the stage would be reused or computed.")] = False,
+    target: TargetOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
@@ -100,9 +109,11 @@ def stage(
 
     cfg = load_config(config, set_)
     root = _store_root(store, cfg)
-    _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name))
+    _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
+    if dry_run:
+        return
     record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name, config=cfg.model_dump(mode="json"),
-                      force=not reuse)
+                      force=not reuse, target=target)
     console.print(stage_summary_table(record, ArtifactStore(root)))
 
 
@@ -126,10 +137,12 @@ def inspect(
     limit: Annotated[Optional[int], typer.Option(
         min=1, help="Sentences to show (default 10; 3 for project, 5 for ingest).")] = None,
     reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the --sort order.")] = False,
+    target: TargetOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Show a run's stages, or one stage's artifact: stats, samples with entities highlighted, metrics."""
     from concner.flows.views import InspectOptions, show_stage, stage_summary_table
+    from concner.tasks.registry import stage_of
     from concner.tasks.store import ArtifactStore
 
     st = ArtifactStore(_store_root(store))
@@ -137,10 +150,13 @@ def inspect(
     if stage_name is None:
         console.print(stage_summary_table(record, st))
         return
-    if stage_name not in record["stages"]:
-        raise UserError(f"run {record['run_id']} has no stage {stage_name!r} (it has: {', '.join(record['stages'])})")
+    entry = f"{stage_name}@{target}" if target else stage_name
+    if entry not in record["stages"]:
+        branches = [e for e in record["stages"] if e.startswith(f"{stage_name}@")]
+        hint = f"; pick a target with --target: {', '.join(branches)}" if branches and not target else ""
+        raise UserError(f"run {record['run_id']} has no stage {entry!r} (it has: {', '.join(record['stages'])}){hint}")
     options = InspectOptions(sentence_id=sentence_id, sort=sort, limit=limit, reverse=reverse)
-    show_stage(console, st, stage_name, record["stages"][stage_name]["key"], options=options)
+    show_stage(console, st, stage_of(entry), record["stages"][entry]["key"], options=options)
 
 
 @app.command()

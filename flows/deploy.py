@@ -63,9 +63,9 @@ def pipeline_deployment(config: RunConfig, config_path: Path, store_root: Path, 
             name=name,
             parameters={"config": config.model_dump(mode="json"), "store_root": str(store_root)},
             schedules=[cron_schedule(c, timezone) for c in crons],
-            description=f"concner {config.source_lang}→{config.target_lang} from {config_path.resolve()}, "
+            description=f"concner {config.source_lang}→{','.join(config.target_langs)} from {config_path.resolve()}, "
                         f"artifacts in {store_root}",
-            tags=["concner", f"{config.source_lang}-{config.target_lang}"],
+            tags=["concner", *dict.fromkeys(f"{config.source_lang}-{lang}" for lang in config.target_langs)],
             # The module path, not this checkout's file path: the served process imports the
             # installed package, so the deployment works from any working directory.
             entrypoint_type=EntrypointType.MODULE_PATH,
@@ -159,7 +159,8 @@ def deployment_rows() -> list[DeploymentRow]:
             )
             params = d.parameters or {}
             config = params.get("config") or {}
-            target = (f"{config.get('source_lang', '?')}→{config.get('target_lang', '?')}" if config
+            langs = config.get("target_lang") or ",".join(t.get("lang", "?") for t in config.get("targets") or []) or "?"
+            target = (f"{config.get('source_lang', '?')}→{langs}" if config
                       else str(params.get("config_path", "-")))
             rows.append(DeploymentRow(
                 name=f"{flow_name}/{d.name}",

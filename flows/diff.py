@@ -104,21 +104,25 @@ def _stage_inputs(store: ArtifactStore, record: dict, stage: str) -> tuple[dict 
     info = record.get("stages", {}).get(stage)
     if info is None:
         return None, None, ""
-    manifest = store.manifest(stage, info["key"])
+    manifest = store.manifest(registry.stage_of(stage), info["key"])
     if manifest is not None:
         return manifest.get("params", {}), manifest.get("inputs", {}), ""
-    spec = registry.get(stage)
-    keys = {name: s["key"] for name, s in record["stages"].items()}
+    spec = registry.get(registry.stage_of(stage))
+    # the keys of the stages this entry could have read: shared ones and those of its own target
+    keys = {registry.stage_of(name): s["key"] for name, s in record["stages"].items()
+            if s.get("target") in (None, info.get("target"))}
     try:
-        params = spec.params(RunConfig.model_validate(record["config"]))
-    except (UserError, ValueError):
+        branches = dict(RunConfig.model_validate(record["config"]).branches())
+        params = spec.params(branches[info.get("target")] if info.get("target") else next(iter(branches.values())))
+    except (UserError, ValueError, KeyError):
         return None, {dep: keys.get(dep) for dep in spec.inputs}, f"artifact {stage}/{info['key']} is gone"
     note = f"artifact {stage}/{info['key']} is gone: params re-derived from the run's config"
     return params, {dep: keys.get(dep) for dep in spec.inputs}, note
 
 
 def stage_diffs(store: ArtifactStore, a: dict, b: dict) -> list[StageDiff]:
-    names = [s.name for s in registry.STAGES if s.name in a.get("stages", {}) or s.name in b.get("stages", {})]
+    # record entries: stage names, and `stage@target` in multi-target runs (in run order)
+    names = list(dict.fromkeys([*a.get("stages", {}), *b.get("stages", {})]))
     out = []
     for name in names:
         info_a, info_b = a.get("stages", {}).get(name), b.get("stages", {}).get(name)
@@ -141,10 +145,11 @@ MODEL_STAGES = {"train": "teacher", "distill": "student"}
 
 def _score_table(scores: dict, per_type: bool) -> dict[tuple[str, str, str], dict[str, float]]:
     out = {}
-    for stage, by_set in (scores or {}).items():
+    for entry, by_set in (scores or {}).items():
+        stage, _, target = entry.partition("@")
         if stage == "evaluate":
             continue
-        model = MODEL_STAGES.get(stage, stage)
+        model = MODEL_STAGES.get(stage, stage) + (f"@{target}" if target else "")
         for set_name, s in by_set.items():
             if not isinstance(s, dict) or "f1" not in s:
                 continue

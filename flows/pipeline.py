@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +35,55 @@ class PlannedStage:
     input_keys: dict[str, str]
     params: dict[str, Any]
     action: str  # "compute" or "reuse"
+    target: str | None = None  # the branch of a multi-target run; None for shared and one-target stages
+    config: RunConfig | None = field(default=None, repr=False, compare=False)  # the branch's config
+
+    @property
+    def entry(self) -> str:
+        """The stage's name in the run record: `train`, or `train@de` in a multi-target run."""
+        return self.name if self.target is None else f"{self.name}@{self.target}"
 
 
 def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = frozenset(), until: str | None = None,
-             only: str | None = None) -> list[PlannedStage]:
-    """Keys of the stages a run needs and whether each will be computed or reused."""
+             only: str | None = None, target: str | None = None) -> list[PlannedStage]:
+    """Keys of the stages a run needs and whether each will be computed or reused.
+
+    A multi-target config plans one branch per target; stages that do not depend on the target
+    (the source ingest) get one key for all branches and are planned once, shared.
+    """
     for name in force:
         registry.get(name)
     names = [s.name for s in registry.STAGES]
     if until or only:
         names = registry.upstream_closure(registry.get(until or only).name)
     forced = registry.downstream_closure(set(force))
-    keys: dict[str, str] = {}
-    planned = []
-    for name in names:
-        spec = registry.get(name)
-        params = spec.params(config)
-        input_keys = {dep: keys[dep] for dep in spec.inputs}
-        key = keys[name] = stage_key(name, spec.version, params, input_keys)
-        fresh = name not in forced and store.exists(name, key)
-        planned.append(PlannedStage(name, key, input_keys, params, "reuse" if fresh else "compute"))
+    per_target = registry.downstream_closure({"ingest_target"})
+    branches = config.branches()
+    if target is not None:
+        known = [b for b, _ in branches if b is not None]
+        branches = [(b, c) for b, c in branches if b == target]
+        if not branches:
+            raise UserError(f"--target {target!r}: the config's targets are {', '.join(known) or 'not named (one target)'}")
+    planned: list[PlannedStage] = []
+    planned_keys: set[tuple[str, str]] = set()
+    for branch, branch_config in branches:
+        keys: dict[str, str] = {}
+        for name in names:
+            spec = registry.get(name)
+            params = spec.params(branch_config)
+            input_keys = {dep: keys[dep] for dep in spec.inputs}
+            key = keys[name] = stage_key(name, spec.version, params, input_keys)
+            shared = name not in per_target
+            if shared and (name, key) in planned_keys:
+                continue
+            fresh = name not in forced and store.exists(name, key)
+            # two branches asking for the same artifact: the first computes it, the second reuses it
+            action = "reuse" if fresh or (name, key) in planned_keys else "compute"
+            planned_keys.add((name, key))
+            planned.append(PlannedStage(name, key, input_keys, params, action, None if shared else branch,
+                                        branch_config))
     if only:
-        missing = [p.name for p in planned if p.name != only and p.action == "compute"]
+        missing = [p.entry for p in planned if p.name != only and p.action == "compute"]
         if missing:
             raise UserError(
                 f"stage {only!r} needs {', '.join(missing)} first: run `concner run CONFIG --until {only}`"
@@ -75,7 +102,7 @@ def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
             raise UserError(f"input artifact {dep}/{stage.input_keys[dep]} is missing from {store.root}")
     started = time.time()
     with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys) as (out, metrics):
-        ctx = StageContext(config, stage.params, inputs, out, metrics, log=log or logging.getLogger("concner"),
+        ctx = StageContext(stage.config or config, stage.params, inputs, out, metrics, log=log or logging.getLogger("concner"),
                            store_root=store.root)
         spec.compute(ctx)
     return {"key": stage.key, "seconds": round(time.time() - started, 2)}
@@ -135,29 +162,34 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         "started": time.time(),
         "status": "running",
         "config": config.model_dump(mode="json"),
+        # the branches this run ran (all, or the one of --target); [] for a one-target run
+        "targets": list(dict.fromkeys(s.target for s in plan if s.target is not None)),
         "stages": {},
     }
-    config_json = config.model_dump(mode="json")
     try:
         for stage in plan:
+            # a stage sees its branch's one-target config, never the whole multi-target one
+            config_json = (stage.config or config).model_dump(mode="json")
             refresh = stage.action == "compute"
-            task_fn = stage_task.with_options(refresh_cache=refresh)
+            task_fn = stage_task.with_options(refresh_cache=refresh, task_run_name=stage.entry)
             state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
                             stage.action, return_state=True)
             if state.is_failed() and state.message and not _has_exception(state):
-                record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.name)
+                record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.entry)
                 break
             result = state.result()  # re-raises the stage's exception
             reused = state.name == "Cached" or result.get("computed") is False
             manifest = store.manifest(stage.name, stage.key) or {}
-            record["stages"][stage.name] = {
+            record["stages"][stage.entry] = {
+                "stage": stage.name,
+                "target": stage.target,
                 "key": stage.key,
                 "status": "reused" if reused else "computed",
                 "seconds": 0.0 if reused else result["seconds"],
                 "prefect_state": state.name,
                 "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
             }
-            log.info("%s %s (%s)", stage.name, record["stages"][stage.name]["status"], stage.key)
+            log.info("%s %s (%s)", stage.entry, record["stages"][stage.entry]["status"], stage.key)
         else:
             record["status"] = "completed"
     except BaseException as err:
@@ -195,29 +227,31 @@ def finish(record: dict):
 def _collect_scores(store: ArtifactStore, record: dict) -> dict:
     """Scores that stages put in their manifests under metrics['scores'], by stage."""
     scores = {}
-    for name, info in record["stages"].items():
-        manifest = store.manifest(name, info["key"]) or {}
+    for entry, info in record["stages"].items():
+        manifest = store.manifest(registry.stage_of(entry), info["key"]) or {}
         if "scores" in manifest.get("metrics", {}):
-            scores[name] = manifest["metrics"]["scores"]
+            scores[entry] = manifest["metrics"]["scores"]
     return scores
 
 
 @flow(name="concner-pipeline", log_prints=True)
 def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None, until: str | None = None,
-                  run_id: str | None = None) -> dict:
-    """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream."""
+                  run_id: str | None = None, target: str | None = None) -> dict:
+    """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream;
+    `target` runs one target of a multi-target config."""
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
-    plan = plan_run(run_config, store, force=set(force or ()), until=until)
+    plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target)
     return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 
 @flow(name="concner-stage")
-def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = True, run_id: str | None = None) -> dict:
-    """One stage, its inputs read from the store (they must exist)."""
+def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = True, run_id: str | None = None,
+               target: str | None = None) -> dict:
+    """One stage (for every target, or `target`), its inputs read from the store (they must exist)."""
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
-    plan = plan_run(run_config, store, force={stage_name} if force else set(), only=stage_name)
+    plan = plan_run(run_config, store, force={stage_name} if force else set(), only=stage_name, target=target)
     return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 

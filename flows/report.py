@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from concner.flows.views import when
+from concner.tasks.registry import stage_of
 from concner.tasks.store import ArtifactStore
 
 TEACHER, STUDENT = "#1f77b4", "#ff7f0e"
@@ -52,13 +53,20 @@ class RunArtifacts:
     def folder(self, stage: str) -> Path | None:
         """The stage's artifact folder, or None when the run has no such stage or it was deleted."""
         info = self.record.get("stages", {}).get(stage)
-        if info is None or not self.store.exists(stage, info["key"]):
+        if info is None or not self.store.exists(stage_of(stage), info["key"]):
             return None
-        return self.store.stage_dir(stage, info["key"])
+        return self.store.stage_dir(stage_of(stage), info["key"])
 
     def manifest(self, stage: str) -> dict | None:
         info = self.record.get("stages", {}).get(stage)
-        return self.store.manifest(stage, info["key"]) if info else None
+        return self.store.manifest(stage_of(stage), info["key"]) if info else None
+
+    def branch(self, target: str) -> "RunArtifacts":
+        """One target of a multi-target run, its entries (`train@de`) under plain stage names, plus
+        the shared stages: every figure reads it as it reads a one-target run."""
+        stages = {stage_of(entry): info for entry, info in self.record.get("stages", {}).items()
+                  if info.get("target") in (None, target)}
+        return RunArtifacts({**self.record, "stages": stages}, self.store)
 
 
 @dataclass
@@ -108,6 +116,9 @@ def fig_ingest_entities(run: RunArtifacts) -> Figure | str:
     if manifest is None:
         return "the ingest artifact is missing from the store"
     splits = {name: s for name, s in manifest["metrics"]["splits"].items() if s.get("entities")}
+    target = run.manifest("ingest_target")  # one-target runs: their labeled target sets too
+    if target is not None:
+        splits.update({name: s for name, s in target["metrics"]["splits"].items() if s.get("entities")})
     if not splits:
         return "no labeled split"
     types = sorted({t for s in splits.values() for t in s["entities"]})
@@ -335,14 +346,30 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+RUN_WIDE = ("ingest-entities", "timings")  # figures of the shared source ingest and of the whole run
+
+
 def build_sections(run: RunArtifacts) -> list[Section]:
-    """The figures that apply to the stages this run has, drawn (or explained by a note)."""
+    """The figures that apply to the stages this run has, drawn (or explained by a note).
+    A multi-target run gets the per-stage figures once per target, ids and titles marked with it."""
+    targets = run.record.get("targets") or []
+    if not targets:
+        return _draw(run, FIGURES)
+    sections = []
+    for target in targets:
+        sections += _draw(run.branch(target), [f for f in FIGURES if f[0] not in RUN_WIDE], target)
+    return sections + _draw(run, [f for f in FIGURES if f[0] in RUN_WIDE])
+
+
+def _draw(run: RunArtifacts, figures, target: str | None = None) -> list[Section]:
     present = set(run.stages) | {"run"}
     sections = []
-    for fig_id, title, stages, builder in FIGURES:
+    for fig_id, title, stages, builder in figures:
         owner = next((s for s in stages if s in present), None)
         if owner is None:
             continue
+        if target is not None:
+            fig_id, title = f"{target}-{fig_id}", f"{title} — target {target}"
         result = builder(run)
         if isinstance(result, str):
             sections.append(Section(fig_id, title, owner, note=result))

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
+from concner.tasks.registry import stage_of
 from concner.tasks.store import ArtifactStore
 from concner.tasks.tags import Span, spans
 
@@ -93,7 +94,7 @@ def stage_summary_table(record: dict, store: ArtifactStore) -> Table:
             Text(info["status"], style=style),
             f"{info.get('seconds', 0):.1f}",
             info.get("headline", ""),
-            str(store.stage_dir(name, info["key"])),
+            str(store.stage_dir(stage_of(name), info["key"])),
         )
     return table
 
@@ -119,7 +120,7 @@ SORT_KEYS: dict[str, dict[str, bool]] = {
     "project": {"id": True, "failed": False, "length": False},
     "pseudo_label": {"id": True, "confidence": True, "entities": False, "length": False},
 }
-ID_STAGES = ("ingest", "translate", "project", "pseudo_label")  # views that show sentences
+ID_STAGES = ("ingest", "ingest_target", "translate", "project", "pseudo_label")  # views that show sentences
 
 
 def check_options(stage: str, options: InspectOptions) -> None:
@@ -181,21 +182,26 @@ def show_ingest(console: Console, folder: Path, manifest: dict, sentence_id: int
     options = options or InspectOptions(sentence_id=sentence_id)
     metrics = manifest["metrics"]
     types = metrics.get("entity_types", [])
-    table = Table(title="ingest: corpora")
+    table = Table(title=f"{manifest.get('stage', 'ingest')}: corpora")
     for col in ("split", "sentences", "tokens", "entities", "file"):
         table.add_column(col)
     for split, s in metrics["splits"].items():
         ents = ", ".join(f"{k} {v}" for k, v in s["entities"].items()) or "-"
         table.add_row(split, str(s["sentences"]), str(s["tokens"]), ents, s["file"])
     console.print(table)
-    sentences = load_split(folder, "source_train")
+    # ingest shows the source sample; ingest_target its labeled test set, else dev, else the text
+    split = next((s for s in ("source_train", "target_test", "target_dev", "target_unlabeled")
+                  if s in metrics["splits"]), None)
+    if split is None:
+        return
+    sentences = load_split(folder, split)
     if sentence_id is not None:
         chosen = [s for s in sentences if s.id == sentence_id]
         if not chosen:
-            raise UserError(f"no sentence with id {sentence_id} in source_train (0..{len(sentences) - 1})")
+            raise UserError(f"no sentence with id {sentence_id} in {split} (0..{len(sentences) - 1})")
     else:
         chosen = sentences[: options.limit or 5]
-    console.print("[bold]source_train samples[/bold]")
+    console.print(f"[bold]{split} samples[/bold]")
     for s in chosen:
         console.print(Text(f"#{s.id} ", style="dim") + highlight(s, types))
 
@@ -631,6 +637,7 @@ Inspector = Callable[[Console, Path, dict, int | None, InspectOptions | None], N
 
 INSPECTORS: dict[str, Inspector] = {
     "ingest": show_ingest,
+    "ingest_target": show_ingest,
     "translate": show_translate,
     "project": show_project,
     "train": show_training,
@@ -646,8 +653,7 @@ def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sen
     check_options(stage, options)
     manifest = store.manifest(stage, key)
     if manifest is None:
-        console.print(f"[red]artifact {stage}/{key} is not in {store.root} (deleted? rerun the config)[/red]")
-        return
+        raise UserError(f"artifact {stage}/{key} is not in {store.root} (deleted? rerun the config to rebuild it)")
     console.print(f"[bold]{stage}[/bold] {key}  {store.stage_dir(stage, key)}")
     inspector = INSPECTORS.get(stage)
     if inspector:

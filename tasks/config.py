@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from concner.tasks.errors import UserError
 
@@ -106,10 +106,43 @@ class DistillConfig(_Section):
     patience: int | None = Field(2, ge=1)
 
 
+def _partial(section: type[_Section], name: str) -> type[_Section]:
+    """`section` with every field optional and unset by default: a per-target override of it."""
+    fields: dict[str, Any] = {k: (f.annotation | None, None) for k, f in section.model_fields.items()}
+    return create_model(name, __base__=_Section, **fields)
+
+
+TranslateOverride = _partial(TranslateConfig, "TranslateOverride")
+TARGET_DATA_FIELDS = ("target_unlabeled", "target_dev", "target_test", "unlabeled_format")
+
+
+class TargetDataConfig(_Section):
+    target_unlabeled: Path | None = None
+    target_dev: Path | None = None
+    target_test: Path | None = None
+    unlabeled_format: Literal["auto", "conll", "lines"] = "auto"
+
+
+class TargetConfig(_Section):
+    """One target of a multi-target run: its language, its own target-side files, and the
+    translate settings that differ from the run's (usually the model or the parallel file)."""
+
+    lang: str
+    name: str | None = None  # the branch's name in the run record; default: lang
+    data: TargetDataConfig = TargetDataConfig()
+    # only the fields given here change; null means "the run's value"
+    translate: TranslateOverride = TranslateOverride()  # type: ignore[valid-type]
+
+    @property
+    def branch(self) -> str:
+        return self.name or self.lang
+
+
 class RunConfig(_Section):
     name: str = "run"
     source_lang: str = "en"
-    target_lang: str
+    target_lang: str | None = None  # required unless `targets` lists several
+    targets: list[TargetConfig] = []
     seed: int = 13
     store: Path | None = None
     data: DataConfig
@@ -119,6 +152,45 @@ class RunConfig(_Section):
     train: TrainConfig = TrainConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     distill: DistillConfig = DistillConfig()
+
+    @model_validator(mode="after")
+    def _targets_are_named_once(self) -> "RunConfig":
+        if not self.targets:
+            if not self.target_lang:
+                raise ValueError("target_lang is required (or list several targets under `targets`)")
+            return self
+        branches = [t.branch for t in self.targets]
+        if len(set(branches)) != len(branches):
+            raise ValueError(f"targets: every target needs a distinct name (got {branches}); set `name`")
+        if self.target_lang:
+            raise ValueError("give either target_lang (one target) or targets (several), not both")
+        shared = [f for f in TARGET_DATA_FIELDS[:3] if getattr(self.data, f) is not None]
+        if shared:
+            raise ValueError(f"with `targets`, give {', '.join('data.' + f for f in shared)} per target")
+        return self
+
+    @property
+    def target_langs(self) -> list[str]:
+        """The target languages, for labels: ["es"], or one per target of a multi-target run."""
+        return [t.lang for t in self.targets] if self.targets else [str(self.target_lang)]
+
+    def branches(self) -> list[tuple[str | None, "RunConfig"]]:
+        """(branch name, single-target config) per target; one (None, self) for a one-target run.
+
+        A branch config is the run's config with that target's language, files and translate
+        settings in place: the stages of a branch never know that other targets exist, so a
+        target's artifacts are the same (same keys) whether it runs alone or beside others.
+        """
+        if not self.targets:
+            return [(None, self)]
+        out = []
+        base = self.model_dump()
+        for target in self.targets:
+            raw = {**base, "targets": [], "target_lang": target.lang,
+                   "data": {**base["data"], **target.data.model_dump()},
+                   "translate": {**base["translate"], **target.translate.model_dump(exclude_none=True)}}
+            out.append((target.branch, RunConfig.model_validate(raw)))
+        return out
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -146,7 +218,9 @@ def _format_validation(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if not e["loc"]:  # a rule across keys (model validator): its message says it all
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
@@ -159,6 +233,10 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
     for name, value in model:
         if isinstance(value, BaseModel):
             _resolve_paths(value, base)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)
         elif isinstance(value, Path) and not value.is_absolute():
             setattr(model, name, (base / value).resolve())
 

@@ -80,10 +80,10 @@ def compute_distill(ctx: StageContext) -> None:
         )
     if not sentences:
         raise UserError("no pseudo-labeled sentence passed the pseudo_label filters; relax them")
-    encoder = resolve_encoder(ctx.params["encoder"], ctx.inputs["ingest"], ctx.store_root)
+    encoder = resolve_encoder(ctx.params["encoder"], ctx.inputs, ctx.store_root)
     student = ConcNerModel.from_encoder(encoder, labels).to(pick_device())
     loss = DistillLoss(d.loss, d.temperature, d.hard_label_confidence, d.max_length)
-    dev_name, dev = dev_set(ctx.inputs["ingest"])
+    dev_name, dev = dev_set(ctx.inputs)
     result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.config.seed), dev=dev or None,
                  log=ctx.log, progress="distilling student")
     student.save(ctx.out / "model")
@@ -95,14 +95,14 @@ def compute_distill(ctx: StageContext) -> None:
         dev_set=dev_name,
         best_epoch=result.best_epoch,
         epochs=result.epochs,
-        scores=score_target_sets(student, ctx.inputs["ingest"], ctx.out, max_length=d.max_length, log=ctx.log),
+        scores=score_target_sets(student, ctx.inputs, ctx.out, max_length=d.max_length, log=ctx.log),
     )
 
 
 STAGE = StageSpec(
     name="distill",
     version="2",
-    inputs=("ingest", "train", "pseudo_label"),
+    inputs=("ingest", "ingest_target", "train", "pseudo_label"),
     params=distill_params,
     compute=compute_distill,
     headline=scores_headline,

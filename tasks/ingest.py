@@ -1,12 +1,15 @@
-"""Ingest stage: read and validate the run's corpora, sample a low-resource source subset.
+"""Ingest stages: read and validate the run's corpora, sample a low-resource source subset.
 
-Output: one Parquet (a row per sentence) and one IOB2 CoNLL file per split, stats in the manifest.
+Two stages, so that the runs of several targets share one source artifact:
+- ingest: the labeled source splits (source_train, sampled; source_dev);
+- ingest_target: one target's splits (target_unlabeled, target_dev, target_test).
+Output of each: one Parquet (a row per sentence) and one IOB2 CoNLL file per split, stats in the manifest.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
 
 LABELED_SPLITS = ("source_train", "source_dev", "target_dev", "target_test")
-SPLITS = LABELED_SPLITS + ("target_unlabeled",)
+SOURCE_SPLITS = ("source_train", "source_dev")
+TARGET_SPLITS = ("target_unlabeled", "target_dev", "target_test")
+SPLITS = SOURCE_SPLITS + TARGET_SPLITS
 
 
 def sample_covering_types(sentences: Sequence[Sentence], n: int, seed: int) -> list[Sentence]:
@@ -55,28 +60,56 @@ def read_split(config: RunConfig, split: str, path: Path) -> tuple[list[Sentence
     return read_conll(path, labeled=True, repair_tags=config.ingest.repair_tags, **opts)
 
 
-def split_paths(config: RunConfig) -> dict[str, Path]:
-    return {split: getattr(config.data, split) for split in SPLITS if getattr(config.data, split) is not None}
+def split_paths(config: RunConfig, splits: Sequence[str] = SPLITS) -> dict[str, Path]:
+    return {split: getattr(config.data, split) for split in splits if getattr(config.data, split) is not None}
 
 
-def ingest_params(config: RunConfig) -> dict[str, Any]:
-    files = split_paths(config)
+def _file_digests(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
+    files = split_paths(config, splits)
     for split, path in files.items():
         if not path.is_file():
             raise UserError(f"{path}: file not found (data.{split})")
+    # contents, not locations, decide whether the artifact is still valid
+    return {split: file_digest(path) for split, path in files.items()}
+
+
+def reading_params(config: RunConfig) -> dict[str, Any]:
+    i = config.ingest
+    return {"max_tokens": i.max_tokens, "long_sentences": i.long_sentences, "repair_tags": i.repair_tags}
+
+
+def ingest_params(config: RunConfig) -> dict[str, Any]:
     return {
-        # contents, not locations, decide whether the artifact is still valid
-        "files": {split: file_digest(path) for split, path in files.items()},
-        "unlabeled_format": config.data.unlabeled_format,
-        **config.ingest.model_dump(),
+        "files": _file_digests(config, SOURCE_SPLITS),
+        **reading_params(config),
+        "sample_size": config.ingest.sample_size,
         "sample_seed": config.ingest.sample_seed if config.ingest.sample_seed is not None else config.seed,
     }
 
 
+def ingest_target_params(config: RunConfig) -> dict[str, Any]:
+    return {
+        "files": _file_digests(config, TARGET_SPLITS),
+        **reading_params(config),
+        "unlabeled_format": config.data.unlabeled_format,
+        "max_unlabeled": config.ingest.max_unlabeled,
+    }
+
+
 def compute_ingest(ctx: StageContext) -> None:
+    ctx.metrics["splits"] = _ingest_splits(ctx, SOURCE_SPLITS)
+    ctx.metrics["entity_types"] = sorted(ctx.metrics["splits"]["source_train"]["entities"])
+
+
+def compute_ingest_target(ctx: StageContext) -> None:
+    ctx.metrics["target_lang"] = ctx.config.target_lang
+    ctx.metrics["splits"] = _ingest_splits(ctx, TARGET_SPLITS)
+
+
+def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
     config = ctx.config
     stats: dict[str, Any] = {}
-    for split, path in split_paths(config).items():
+    for split, path in split_paths(config, splits).items():
         sentences, report = read_split(config, split, path)
         full = len(sentences)
         if split == "source_train" and config.ingest.sample_size:
@@ -90,8 +123,7 @@ def compute_ingest(ctx: StageContext) -> None:
         if report.tags_repaired:
             ctx.log.warning("%s: %d invalid BIOES sequences repaired", path, report.tags_repaired)
         ctx.log.info("ingest %s: %d sentences from %s", split, len(sentences), path)
-    ctx.metrics["splits"] = stats
-    ctx.metrics["entity_types"] = sorted(stats["source_train"]["entities"])
+    return stats
 
 
 def load_split(folder: Path, split: str) -> list[Sentence]:
@@ -100,9 +132,20 @@ def load_split(folder: Path, split: str) -> list[Sentence]:
     return from_frame(pd.read_parquet(path)) if path.exists() else []
 
 
+def corpus_split(inputs: Mapping[str, Path], split: str) -> list[Sentence]:
+    """A split from the stage inputs: source splits live in `ingest`, target splits in `ingest_target`."""
+    folder = inputs.get("ingest" if split in SOURCE_SPLITS else "ingest_target")
+    return load_split(folder, split) if folder is not None else []
+
+
 def _headline(metrics: dict) -> str:
     s = metrics["splits"]["source_train"]
     return f"{s['sentences']} source sentences, {sum(s['entities'].values())} entities"
+
+
+def _target_headline(metrics: dict) -> str:
+    parts = [f"{s['sentences']} {name.removeprefix('target_')}" for name, s in metrics["splits"].items()]
+    return f"{metrics.get('target_lang')}: " + (", ".join(parts) or "no target files")
 
 
 STAGE = StageSpec(
@@ -112,5 +155,15 @@ STAGE = StageSpec(
     params=ingest_params,
     compute=compute_ingest,
     headline=_headline,
-    description="read, validate and sample the corpora",
+    description="read, validate and sample the labeled source corpus",
+)
+
+TARGET_STAGE = StageSpec(
+    name="ingest_target",
+    version="1",
+    inputs=(),
+    params=ingest_target_params,
+    compute=compute_ingest_target,
+    headline=_target_headline,
+    description="read and validate one target's unlabeled text and labeled dev/test sets",
 )

@@ -7,15 +7,16 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
-from concner.tasks.ingest import load_split
+from concner.tasks.ingest import corpus_split
 
 TINY = "tiny"
 
 
-def _texts(ingest_dir: Path, split: str) -> list[str]:
-    return [" ".join(s.tokens) for s in load_split(ingest_dir, split)]
+def _texts(inputs: Mapping[str, Path], split: str) -> list[str]:
+    return [" ".join(s.tokens) for s in corpus_split(inputs, split)]
 
 
 def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> Path:
@@ -24,23 +25,23 @@ def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> P
     return (store_root or Path("artifacts")) / "models" / f"{kind}-{digest}"
 
 
-def resolve_encoder(ref: str, ingest_dir: Path, store_root: Path | None) -> str:
+def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | None) -> str:
     """The encoder for alignment and NER; `tiny` = a small BERT whose vocabulary covers both languages."""
     if ref != TINY:
         return ref
     from concner.models.tiny import build_tiny_encoder
 
-    texts = _texts(ingest_dir, "source_train") + _texts(ingest_dir, "target_unlabeled")
+    texts = _texts(inputs, "source_train") + _texts(inputs, "target_unlabeled")
     return str(build_tiny_encoder(texts, tiny_cache(store_root, "encoder", texts)))
 
 
-def resolve_translator(ref: str, ingest_dir: Path, store_root: Path | None, *, reverse: bool = False) -> str:
+def resolve_translator(ref: str, inputs: Mapping[str, Path], store_root: Path | None, *, reverse: bool = False) -> str:
     """A seq2seq translator; `tiny` = a small random Marian with SentencePiece on the run's text."""
     if ref != TINY:
         return ref
     from concner.models.tiny import build_tiny_marian
 
-    src, tgt = _texts(ingest_dir, "source_train"), _texts(ingest_dir, "target_unlabeled")
+    src, tgt = _texts(inputs, "source_train"), _texts(inputs, "target_unlabeled")
     if reverse:
         src, tgt = tgt, src
     return str(build_tiny_marian(src, tgt, tiny_cache(store_root, "marian", src, tgt)))

@@ -46,7 +46,7 @@ def compute_project(ctx: StageContext) -> None:
     )
     usable = known[known["kept"]]
     pairs = [(source[i].tokens, list(toks)) for i, toks in zip(usable["id"], usable["translation_tokens"])]
-    model = resolve_encoder(p.aligner_model, ctx.inputs["ingest"], ctx.store_root)
+    model = resolve_encoder(p.aligner_model, ctx.inputs, ctx.store_root)
     aligner = BatchAligner(model, layer=p.layer, methods=METHOD_LETTER[p.method], batch_size=p.batch_size)
     alignments = aligner.align(pairs, progress=True)
     counts.update(empty_side=aligner.last_stats.empty, truncated=aligner.last_stats.truncated)
@@ -115,7 +115,7 @@ def _headline(m: dict) -> str:
 STAGE = StageSpec(
     name="project",
     version="1",
-    inputs=("ingest", "translate"),
+    inputs=("ingest", "ingest_target", "translate"),
     params=project_params,
     compute=compute_project,
     headline=_headline,

@@ -19,7 +19,7 @@ from concner.tasks.config import RunConfig
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
 from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
-from concner.tasks.ingest import load_split
+from concner.tasks.ingest import corpus_split
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.tags import spans
 
@@ -44,7 +44,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
 
     p = ctx.config.pseudo_label
-    sentences = load_split(ctx.inputs["ingest"], "target_unlabeled")
+    sentences = corpus_split(ctx.inputs, "target_unlabeled")
     if not sentences:
         raise UserError("pseudo-labeling needs unlabeled target text: set data.target_unlabeled")
     teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
@@ -77,7 +77,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         entities=dict(sorted(per_type.items())),
         mean_confidence=float(frame["confidence"].mean()),
         confidence_histogram={"counts": hist.tolist(), "edges": edges.round(2).tolist()},
-        tags_ignored=bool(_ingest_unlabeled_stats(ctx.inputs["ingest"]).get("read", {}).get("tags_ignored")),
+        tags_ignored=bool(_ingest_unlabeled_stats(ctx.inputs["ingest_target"]).get("read", {}).get("tags_ignored")),
     )
 
 
@@ -104,7 +104,7 @@ def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], 
 STAGE = StageSpec(
     name="pseudo_label",
     version="1",
-    inputs=("ingest", "train"),
+    inputs=("ingest_target", "train"),
     params=pseudo_label_params,
     compute=compute_pseudo_label,
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",

@@ -8,6 +8,7 @@ from concner.tasks.stage import StageSpec
 
 STAGES: list[StageSpec] = [
     ingest.STAGE,
+    ingest.TARGET_STAGE,
     translate_stage.STAGE,
     project_stage.STAGE,
     teacher_stage.STAGE,
@@ -22,6 +23,11 @@ def get(name: str) -> StageSpec:
     if name not in BY_NAME:
         raise UserError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)}")
     return BY_NAME[name]
+
+
+def stage_of(entry: str) -> str:
+    """The stage name of a run-record entry: `train@de` (branch `de` of a multi-target run) -> `train`."""
+    return entry.split("@", 1)[0]
 
 
 def upstream_closure(name: str) -> list[str]:

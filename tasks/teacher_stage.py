@@ -9,6 +9,7 @@ Output: model/ (a transformers token-classification folder), steps.parquet and e
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from concner.tasks.config import RunConfig
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.evaluate import evaluate_model, pick_device
-from concner.tasks.ingest import load_split
+from concner.tasks.ingest import corpus_split
 from concner.tasks.model_refs import resolve_encoder
 from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
@@ -32,20 +33,20 @@ def train_params(config: RunConfig) -> dict[str, Any]:
     return {**config.train.model_dump(mode="json"), "seed": config.seed}
 
 
-def dev_set(ingest_dir: Path) -> tuple[str | None, list[Sentence]]:
+def dev_set(inputs: Mapping[str, Path]) -> tuple[str | None, list[Sentence]]:
     """Target dev when the run has one (the paper's model selection), else source dev."""
     for split in ("target_dev", "source_dev"):
-        sentences = load_split(ingest_dir, split)
+        sentences = corpus_split(inputs, split)
         if sentences:
             return split, sentences
     return None, []
 
 
-def score_target_sets(model, ingest_dir: Path, out: Path, *, max_length: int, log) -> dict:
+def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_length: int, log) -> dict:
     """Scores on every labeled target set of the run; predictions written as CoNLL beside them."""
     scores = {}
     for split in EVAL_SETS:
-        gold = load_split(ingest_dir, split)
+        gold = corpus_split(inputs, split)
         if not gold:
             continue
         scores[split], pred = evaluate_model(model, gold, batch_size=EVAL_BATCH_SIZE, max_length=max_length,
@@ -75,16 +76,15 @@ def compute_train(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
 
     t = ctx.config.train
-    ingest_dir = ctx.inputs["ingest"]
-    source = load_split(ingest_dir, "source_train")
+    source = corpus_split(ctx.inputs, "source_train")
     labels = label_list(entity_types(source))
     translations = {s.id: s for s in load_projected(ctx.inputs["project"])} if t.use_translations else {}
     items = [(s, translations.get(s.id)) for s in source]
-    encoder = resolve_encoder(t.encoder, ingest_dir, ctx.store_root)
+    encoder = resolve_encoder(t.encoder, ctx.inputs, ctx.store_root)
     model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
                        t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio, t.lcl_features)
-    dev_name, dev = dev_set(ingest_dir)
+    dev_name, dev = dev_set(ctx.inputs)
     result = fit(model, items, loss, fit_settings(t, ctx.config.seed), dev=dev or None, log=ctx.log,
                  progress="training teacher")
     model.save(ctx.out / "model")
@@ -100,7 +100,7 @@ def compute_train(ctx: StageContext) -> None:
         stopped_early=result.stopped_early,
         epochs=result.epochs,
         final_loss_terms={k: v for k, v in result.steps[-1].items() if k not in ("step", "epoch", "lr")},
-        scores=score_target_sets(model, ingest_dir, ctx.out, max_length=t.max_length, log=ctx.log),
+        scores=score_target_sets(model, ctx.inputs, ctx.out, max_length=t.max_length, log=ctx.log),
     )
 
 
@@ -112,7 +112,7 @@ def scores_headline(m: dict) -> str:
 STAGE = StageSpec(
     name="train",
     version="2",
-    inputs=("ingest", "project"),
+    inputs=("ingest", "ingest_target", "project"),
     params=train_params,
     compute=compute_train,
     headline=scores_headline,

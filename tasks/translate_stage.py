@@ -96,7 +96,7 @@ def compute_translate(ctx: StageContext) -> None:
     else:
         from concner.tasks.translate import load_translator, translate_sentences
 
-        name = resolve_translator(t.model or default_model(config), ingest_dir, ctx.store_root)
+        name = resolve_translator(t.model or default_model(config), ctx.inputs, ctx.store_root)
         model, tokenizer = load_translator(name)
         results = translate_sentences(
             [s.tokens for s in source], model, tokenizer, batch_size=t.batch_size,
@@ -116,7 +116,7 @@ def compute_translate(ctx: StageContext) -> None:
         if t.reverse_model:
             from concner.tasks.translate import round_trip_chrf
 
-            back_name = resolve_translator(t.reverse_model, ingest_dir, ctx.store_root, reverse=True)
+            back_name = resolve_translator(t.reverse_model, ctx.inputs, ctx.store_root, reverse=True)
             back_model, back_tok = load_translator(back_name)
             back = translate_sentences(rows["translation_tokens"], back_model, back_tok, batch_size=t.batch_size,
                                        max_input_length=t.max_input_length, max_new_tokens=t.max_new_tokens,
@@ -180,7 +180,7 @@ def _headline(m: dict) -> str:
 STAGE = StageSpec(
     name="translate",
     version="1",
-    inputs=("ingest",),
+    inputs=("ingest", "ingest_target"),
     params=translate_params,
     compute=compute_translate,
     headline=_headline,

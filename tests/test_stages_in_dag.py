@@ -46,12 +46,12 @@ def test_tiny_marian_translate_and_project_keys(cli, tmp_path):
     cli("run", DEMO, *marian)
     assert set(statuses(store).values()) == {"reused"}
     cli("run", DEMO, *marian, "--force", "translate")
-    assert statuses(store) == {"ingest": "reused", "translate": "computed", "project": "computed"}
+    assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "computed", "project": "computed"}
     cli("run", DEMO, *marian, "--set", "translate.num_beams=2")
     changed = keys(store)
     assert changed["ingest"] == first["ingest"]
     assert changed["translate"] != first["translate"] and changed["project"] != first["project"]
-    assert statuses(store) == {"ingest": "reused", "translate": "computed", "project": "computed"}
+    assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "computed", "project": "computed"}
 
 
 @pytest.mark.realdata
@@ -89,5 +89,5 @@ def test_lambda_change_recomputes_train_and_downstream_only(cli, tmp_path):
             "--store", store]
     assert cli("run", DEMO, *fast)[0] == 0
     assert cli("run", DEMO, *fast, "--set", "train.lambda_lcl=0.5")[0] == 0
-    assert statuses(store) == {"ingest": "reused", "translate": "reused", "project": "reused", "train": "computed",
+    assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "reused", "project": "reused", "train": "computed",
                                "pseudo_label": "computed", "distill": "computed", "evaluate": "computed"}

@@ -48,11 +48,15 @@ def render(show, folder, manifest, options=InspectOptions()) -> str:
 # -- every stage of the demo run ------------------------------------------------------------------
 
 
-def test_ingest_view_still_lists_the_splits(inspect):
+def test_ingest_views_list_the_source_and_target_splits(inspect):
     code, out, err = inspect("ingest", "--limit", "2")
     assert code == 0, err
-    assert "source_train" in out and "target_unlabeled" in out
+    assert "source_train" in out and "source_dev" in out and "target_unlabeled" not in out
     assert len(re.findall(r"^#\d+ ", out, flags=re.MULTILINE)) == 2
+    code, out, err = inspect("ingest_target", "--limit", "3")
+    assert code == 0, err
+    assert "target_unlabeled" in out and "target_test samples" in out and "source_train" not in out
+    assert len(re.findall(r"^#\d+ ", out, flags=re.MULTILINE)) == 3
 
 
 def test_translate_view_shows_counts_and_side_by_side_rows(inspect, demo_run):
