@@ -4,7 +4,7 @@ The real-data experiment (real_transfer.py) found LCL on the last hidden layer c
 transfer F1. This runs the same setting (same store, so ingest/translate/project are reused) for
 the LCL rows with each choice of `train.lcl_features`, plus the student of the "head" teacher.
 
-    python benchmarks/lcl_features.py --store /tmp/real/store --unlabeled-file FILE [--seeds 13]
+    python benchmarks/lcl_features.py --store /tmp/real/store --unlabeled-file FILE [--seeds 13] [--rows ...]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--unlabeled-file", type=Path, default=None,
                         help="reuse the unlabeled file of an earlier run, so its ingest artifact is reused too")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "lcl_features.json")
     args = parser.parse_args()
 
@@ -46,6 +47,8 @@ def main() -> None:
     started = time.time()
     for seed in args.seeds:
         for row, overrides in ROWS.items():
+            if row not in args.rows:
+                continue
             teacher = row.endswith("(teacher)")
             record = run(store, config, seed, overrides, until=None if teacher else "train")
             results[row].append(record["scores"]["train"]["target_test"]["f1"])

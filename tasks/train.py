@@ -142,6 +142,25 @@ class TeacherLoss:
     lcl_features: str = "head"  # "head": out.token_emb, "hidden": out.token_features
 
     def __call__(self, model, batch: Sequence[tuple[Sentence, Sentence | None]], generator) -> dict[str, torch.Tensor]:
+        terms, loss, out, gold, paired = self.cross_entropy_terms(model, batch)
+        n_src, device = len(batch), gold.device
+        if len(paired) >= 2:  # InfoNCE needs in-batch negatives
+            src_idx = torch.tensor([i for i, _ in paired], device=device)
+            terms["tcl"] = translation_contrastive_loss(
+                out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature)
+            loss = loss + self.lambda_tcl * terms["tcl"]
+        labeled = gold != -100
+        features = out.token_emb if self.lcl_features == "head" else out.token_features
+        terms["lcl"] = label_contrastive_loss(
+            features[labeled].float(), gold[labeled], self.lcl_temperature,
+            o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator)
+        loss = loss + self.lambda_lcl * terms["lcl"]
+        terms["loss"] = loss
+        return terms
+
+    def cross_entropy_terms(self, model, batch: Sequence[tuple[Sentence, Sentence | None]]):
+        """One forward pass over the batch's sources then its translations, and the CE terms:
+        (terms, CE(source) + CE(translation), model output, gold labels, paired translations)."""
         sources = [src for src, _ in batch]
         paired = [(i, tgt) for i, (_, tgt) in enumerate(batch) if tgt is not None]
         sentences = sources + [tgt for _, tgt in paired]
@@ -158,16 +177,4 @@ class TeacherLoss:
         if paired:
             terms["ce_target"] = ce(out.logits[n_src:].flatten(0, 1).float(), gold[n_src:].flatten(), ignore_index=-100)
             loss = loss + terms["ce_target"]
-        if len(paired) >= 2:  # InfoNCE needs in-batch negatives
-            src_idx = torch.tensor([i for i, _ in paired], device=device)
-            terms["tcl"] = translation_contrastive_loss(
-                out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature)
-            loss = loss + self.lambda_tcl * terms["tcl"]
-        labeled = gold != -100
-        features = out.token_emb if self.lcl_features == "head" else out.token_features
-        terms["lcl"] = label_contrastive_loss(
-            features[labeled].float(), gold[labeled], self.lcl_temperature,
-            o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator)
-        loss = loss + self.lambda_lcl * terms["lcl"]
-        terms["loss"] = loss
-        return terms
+        return terms, loss, out, gold, paired

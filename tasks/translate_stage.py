@@ -22,7 +22,7 @@ from concner.tasks.ingest import load_split
 from concner.tasks.model_refs import resolve_translator
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
-from concner.tasks.wordtok import detokenize, word_tokenize
+from concner.tasks.wordtok import detokenize
 
 
 MARIAN_ONLY = ("model", "reverse_model", "batch_size", "max_input_length", "max_new_tokens", "num_beams",

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -53,22 +50,10 @@ def prefect_server():
 @pytest.fixture
 def cli(prefect_server):
     """Run `concner ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from concner.flows import cli as cli_module
+    from tests.demo_store import run_cli
 
-    def invoke(*args: str) -> tuple[int, str, str]:
-        # StringIO rather than capsys: Prefect's log handlers keep the stream they first saw,
-        # and capsys closes its streams after each test.
-        out, err = io.StringIO(), io.StringIO()
-        argv = sys.argv
-        sys.argv = ["concner", *map(str, args)]
-        code = 0
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                cli_module.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.argv = argv
-        return code, out.getvalue(), err.getvalue()
+    return run_cli
 
-    return invoke
+
+# The finished demo run shared by the tests that only read it (see tests/demo_store.py).
+from tests.demo_store import demo_run  # noqa: E402, F401

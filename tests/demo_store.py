@@ -1,16 +1,15 @@
-"""One finished demo run, shared by every test module that only reads it (inspect, predict, ...).
+"""One finished demo run, shared by every test that only reads it (inspect, predict, report, ...).
 
-A demo run costs 1-2 minutes on a small CPU machine, so it is built once per test session:
-
-    from tests.demo_store import demo_run  # noqa: F401  (the fixture)
+A demo run costs 1-2 minutes on a small CPU machine, so it is built once per test session.
+conftest.py registers the `demo_run` fixture for every module:
 
     def test_something(demo_run):
         demo_run.stage_dir("distill") / "model"
 
-Pytest registers an imported fixture separately in each importing module, so "session scope"
-alone would still build one store per module; the finished run is therefore also cached here,
-at module level. Readers must not change the store (no --force, no further runs into it):
-tests that do need their own store (see tests/test_demo_dag.py).
+The finished run is also cached at module level, so that a module importing the fixture itself
+(pytest then registers it again, for that module) still reuses it. Readers must not change the
+store (no --force, no further runs into it): tests that do need their own store (see
+tests/test_demo_dag.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from concner.tasks.config import load_config
 from concner.tasks.registry import STAGES
 from concner.tasks.store import ArtifactStore
 from tests.conftest import REPO
-from tests.demo_store import FAST
+from tests.demo_store import FAST, run_cli
 
 MULTI = REPO / "configs" / "demo-multi.yaml"
 DEMO = REPO / "configs" / "demo.yaml"
@@ -19,8 +19,6 @@ TARGETS = ["es-human", "es-mt"]
 
 @pytest.fixture(scope="module")
 def multi_store(tmp_path_factory, prefect_server):
-    from tests.demo_store import run_cli
-
     store = tmp_path_factory.mktemp("multi-store")
     code, out, err = run_cli("run", MULTI, "--store", store, *FAST)
     assert code == 0, err[-3000:]
@@ -62,8 +60,6 @@ def test_multi_target_run_shares_the_source_ingest_and_runs_a_branch_per_target(
 
 def test_a_target_run_alone_reuses_its_branch_of_the_multi_target_run(multi_store):
     """demo.yaml is the es-human target on its own: same artifacts, nothing recomputed."""
-    from tests.demo_store import run_cli
-
     code, out, err = run_cli("run", DEMO, "--store", multi_store, *FAST)
     assert code == 0, err[-3000:]
     alone, multi = ArtifactStore(multi_store).list_runs()[-1], ArtifactStore(multi_store).list_runs()[-2]

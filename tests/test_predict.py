@@ -11,7 +11,7 @@ from concner.tasks.conll import read_conll, read_unlabeled
 from concner.tasks.tags import parse_tag
 from concner.tasks.wordtok import word_tokenize
 from tests.conftest import SAMPLES
-from tests.demo_store import demo_run, run_cli  # noqa: F401  (demo_run: session fixture)
+from tests.demo_store import run_cli
 
 SENTENCES = ["Pedro Sánchez visitó Madrid el lunes.", "La ONU se reunió en Ginebra con Iberojet."]
 
@@ -47,7 +47,7 @@ def plain_hf_tagger(encoder, out, labels: list[str], always: str | None = None):
     return out
 
 
-def test_demo_student_tags_a_text_file_into_conll_beside_it(demo_run, tmp_path):  # noqa: F811
+def test_demo_student_tags_a_text_file_into_conll_beside_it(demo_run, tmp_path):
     text = tmp_path / "news.txt"
     text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     model = demo_run.stage_dir("distill") / "model"
@@ -62,7 +62,7 @@ def test_demo_student_tags_a_text_file_into_conll_beside_it(demo_run, tmp_path):
         assert_iob2(s.tags, labels)
 
 
-def test_demo_teacher_tags_a_labeled_conll_file_ignoring_its_tags(demo_run, tmp_path):  # noqa: F811
+def test_demo_teacher_tags_a_labeled_conll_file_ignoring_its_tags(demo_run, tmp_path):
     gold, _ = read_conll(SAMPLES / "es_test.conll")
     source = tmp_path / "test.conll"
     source.write_text((SAMPLES / "es_test.conll").read_text(encoding="utf-8"), encoding="utf-8")
@@ -77,7 +77,7 @@ def test_demo_teacher_tags_a_labeled_conll_file_ignoring_its_tags(demo_run, tmp_
         assert_iob2(s.tags, labels)
 
 
-def test_out_dash_writes_only_conll_to_stdout(demo_run, tmp_path):  # noqa: F811
+def test_out_dash_writes_only_conll_to_stdout(demo_run, tmp_path):
     text = tmp_path / "one.txt"
     text.write_text(SENTENCES[0] + "\n", encoding="utf-8")
     code, out, err = run_cli("predict", demo_run.stage_dir("distill") / "model", text, "--out", "-")

@@ -19,7 +19,7 @@ from PIL import Image
 from concner.flows.diff import Change, diff_runs
 from concner.tasks.store import ArtifactStore
 from tests.conftest import REPO, SAMPLES
-from tests.demo_store import FAST, DemoRun, demo_run, run_cli  # noqa: F401  (demo_run: session fixture)
+from tests.demo_store import FAST, DemoRun, run_cli
 
 DEMO = REPO / "configs" / "demo.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +40,7 @@ def latest(store: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def variants(demo_run: DemoRun, tmp_path_factory) -> Variants:  # noqa: F811
+def variants(demo_run: DemoRun, tmp_path_factory) -> Variants:
     store = tmp_path_factory.mktemp("report-diff") / "store"
     shutil.copytree(demo_run.store, store)
     code, _, err = run_cli("run", DEMO, "--store", store, *FAST, "--set", "train.lambda_lcl=0.5")
@@ -70,7 +70,7 @@ def assert_png(data: bytes) -> None:
     assert image.format == "PNG" and min(image.size) > 100
 
 
-def test_report_of_a_full_run_embeds_one_png_per_stage_figure(demo_run: DemoRun, tmp_path):  # noqa: F811
+def test_report_of_a_full_run_embeds_one_png_per_stage_figure(demo_run: DemoRun, tmp_path):
     out, png_dir = tmp_path / "report.html", tmp_path / "png"
     code, stdout, err = run_cli("report", demo_run.record["run_id"], "--store", demo_run.store, "--out", out,
                                 "--png", png_dir)
@@ -119,6 +119,6 @@ def test_diff_of_a_changed_lambda_lcl_names_train_and_everything_downstream(vari
     assert "train.lambda_lcl" in out and "own params" in out and "inputs changed" in out
 
 
-def test_diff_of_an_unknown_run_is_a_user_error(demo_run: DemoRun):  # noqa: F811
+def test_diff_of_an_unknown_run_is_a_user_error(demo_run: DemoRun):
     code, _, err = run_cli("diff", demo_run.record["run_id"], "no-such-run", "--store", demo_run.store)
     assert code == 2 and "'no-such-run' not found" in err

@@ -7,7 +7,7 @@ import re
 from concner.tasks.registry import STAGES
 from concner.tasks.store import ArtifactStore
 from tests.conftest import REPO
-from tests.demo_store import FAST, DemoRun, demo_run, run_cli  # noqa: F401  (demo_run: session fixture)
+from tests.demo_store import FAST, DemoRun, run_cli
 
 DEMO = REPO / "configs" / "demo.yaml"
 
@@ -18,7 +18,7 @@ def plan(output: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+) (reuse|compute)\b", text[text.index("plan:"):]))
 
 
-def test_force_project_dry_run_plans_project_and_downstream_only(demo_run: DemoRun):  # noqa: F811
+def test_force_project_dry_run_plans_project_and_downstream_only(demo_run: DemoRun):
     runs_before = len(ArtifactStore(demo_run.store).list_runs())
     code, out, err = run_cli("run", DEMO, "--store", demo_run.store, *FAST, "--force", "project", "--dry-run")
     assert code == 0, err[-3000:]
@@ -28,7 +28,7 @@ def test_force_project_dry_run_plans_project_and_downstream_only(demo_run: DemoR
     assert len(ArtifactStore(demo_run.store).list_runs()) == runs_before  # nothing ran
 
 
-def test_dry_run_of_the_finished_config_reuses_everything(demo_run: DemoRun):  # noqa: F811
+def test_dry_run_of_the_finished_config_reuses_everything(demo_run: DemoRun):
     code, out, err = run_cli("run", DEMO, "--store", demo_run.store, *FAST, "--dry-run")
     assert code == 0, err[-3000:]
     assert set(plan(out).values()) == {"reuse"} and len(plan(out)) == len(STAGES)

@@ -21,11 +21,10 @@ from concner.flows.views import (
 )
 from concner.tasks.errors import UserError
 from concner.tasks.wordtok import word_tokenize
-from tests.demo_store import demo_run  # noqa: F401  (session fixture: one demo run for all modules)
 
 
 @pytest.fixture
-def inspect(cli, demo_run):  # noqa: F811
+def inspect(cli, demo_run):
     """`concner inspect <the demo run> --stage STAGE ARGS...` -> (exit code, stdout, stderr)."""
 
     def run(stage: str, *args: object) -> tuple[int, str, str]:
