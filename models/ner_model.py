@@ -17,7 +17,9 @@ are only needed to continue contrastive training.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,6 +65,17 @@ def _load_pretrained(name_or_path: str | Path, what: str, load):
         raise UserError(f"cannot load {what} {str(name_or_path)!r}: {hint}. ({e})") from e
 
 
+@contextlib.contextmanager
+def _quiet_load_report():
+    report_logger = logging.getLogger("transformers.modeling_utils")  # where from_pretrained reports
+    level = report_logger.level
+    report_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        report_logger.setLevel(level)
+
+
 class ConcNerModel(nn.Module):
     """HF token classifier + two projection heads, used only by the contrastive losses: a sentence
     head (TCL) and a token head (LCL)."""
@@ -104,18 +117,21 @@ class ConcNerModel(nn.Module):
         if not labels:
             raise ValueError("labels must name at least one label")
         extra = {} if dropout is None else {"hidden_dropout_prob": dropout, "classifier_dropout": dropout}
-        token_model = _load_pretrained(
-            name_or_path,
-            "encoder",
-            lambda p: AutoModelForTokenClassification.from_pretrained(
-                p,
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-                dtype=torch.float32,  # v5 loads the checkpoint's dtype by default; training wants fp32
-                **extra,
-            ),
-        )
+        # A fresh classifier on a pretrained encoder always reports the new classifier weights
+        # as MISSING (and a pooler as UNEXPECTED): expected, so that report is not shown.
+        with _quiet_load_report():
+            token_model = _load_pretrained(
+                name_or_path,
+                "encoder",
+                lambda p: AutoModelForTokenClassification.from_pretrained(
+                    p,
+                    num_labels=len(labels),
+                    id2label=dict(enumerate(labels)),
+                    label2id={label: i for i, label in enumerate(labels)},
+                    dtype=torch.float32,  # v5 loads the checkpoint's dtype by default; training wants fp32
+                    **extra,
+                ),
+            )
         tokenizer = _load_pretrained(name_or_path, "tokenizer", AutoTokenizer.from_pretrained)
         return cls(token_model, tokenizer, proj_dim)
 

@@ -89,6 +89,7 @@ def ingest_params(config: RunConfig) -> dict[str, Any]:
 
 def ingest_target_params(config: RunConfig) -> dict[str, Any]:
     return {
+        "lang": config.target_lang,  # the artifact is labelled with it (two targets may share files)
         "files": _file_digests(config, TARGET_SPLITS),
         **reading_params(config),
         "unlabeled_format": config.data.unlabeled_format,
