@@ -1,4 +1,5 @@
-"""Where LCL acts: on a token projection head ("head") or on the classifier's own features ("hidden").
+"""Where LCL acts: on a token projection head ("head") or on the classifier's own features ("hidden"),
+and the contrastive weights (1 vs 0.1).
 
 The real-data experiment (real_transfer.py) found LCL on the last hidden layer collapsing en->es
 transfer F1. This runs the same setting (same store, so ingest/translate/project are reused) for
@@ -26,6 +27,7 @@ ROWS = {
     "+ LCL, hidden": {"train.lambda_tcl": 0, "train.lambda_lcl": 1.0, "train.lcl_features": "hidden"},
     "+ LCL, head": {"train.lambda_tcl": 0, "train.lambda_lcl": 1.0, "train.lcl_features": "head"},
     "+ TCL + LCL, head (teacher)": {"train.lambda_tcl": 1.0, "train.lambda_lcl": 1.0, "train.lcl_features": "head"},
+    "+ TCL + LCL, head, lambdas 0.1": {"train.lambda_tcl": 0.1, "train.lambda_lcl": 0.1, "train.lcl_features": "head"},
 }
 
 
