@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: the model is a local folder
@@ -28,6 +26,7 @@ import transformers  # noqa: E402
 from simalign import SentenceAligner  # noqa: E402
 
 from concner.tasks.align import BatchAligner  # noqa: E402
+from _common import timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "parallel_en_es"
@@ -56,12 +55,6 @@ def _minilm() -> str:
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=300)
@@ -77,13 +70,13 @@ def main() -> None:
     model = _minilm()
     n = len(pairs)
 
-    aligner, batched_load = _timed(lambda: BatchAligner(model, layer=LAYER, methods=METHODS, device="cpu", batch_size=args.batch_size))
-    batched, batched_s = _timed(lambda: aligner.align(pairs))  # first call: includes any warm-up
+    aligner, batched_load = timed(lambda: BatchAligner(model, layer=LAYER, methods=METHODS, device="cpu", batch_size=args.batch_size))
+    batched, batched_s = timed(lambda: aligner.align(pairs))  # first call: includes any warm-up
     stats = aligner.last_stats
-    _, batched_warm_s = _timed(lambda: aligner.align(pairs))
+    _, batched_warm_s = timed(lambda: aligner.align(pairs))
 
-    stock_aligner, stock_load = _timed(lambda: SentenceAligner(model=model, token_type="bpe", matching_methods=METHODS, layer=LAYER))
-    stock, stock_s = _timed(lambda: [stock_aligner.get_word_aligns(s, t) for s, t in pairs])
+    stock_aligner, stock_load = timed(lambda: SentenceAligner(model=model, token_type="bpe", matching_methods=METHODS, layer=LAYER))
+    stock, stock_s = timed(lambda: [stock_aligner.get_word_aligns(s, t) for s, t in pairs])
 
     mismatched = [k for k in range(n) if batched[k] != stock[k]]
     result = {
@@ -116,7 +109,7 @@ def main() -> None:
     }
     if args.with_exact_mwmf:
         exact = BatchAligner(model, layer=LAYER, methods=METHODS, device="cpu", batch_size=args.batch_size, exact_mwmf=True)
-        exact_out, exact_s = _timed(lambda: exact.align(pairs))
+        exact_out, exact_s = timed(lambda: exact.align(pairs))
         result["batched_exact_mwmf"] = {
             "s_per_pair": exact_s / n,
             "speedup": stock_s / exact_s,
@@ -124,8 +117,7 @@ def main() -> None:
         }
 
     result["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]  # other processes skew timings
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(RESULT, result)
     print(f"{n} pairs, MiniLM layer {LAYER}, methods {METHODS}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
     print(f"  BatchAligner: load {batched_load:.2f} s, {batched_s / n * 1000:.1f} ms/pair ({batched_warm_s / n * 1000:.1f} warm)")
     print(f"  stock simalign: load {stock_load:.2f} s, {stock_s / n * 1000:.1f} ms/pair")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -50,6 +49,7 @@ from concner.models.ner_model import ConcNerModel  # noqa: E402
 from concner.tasks.conll import read_conll  # noqa: E402
 from concner.tasks.corpus import entity_types, label_list  # noqa: E402
 from concner.tasks.train import FitSettings, TeacherLoss  # noqa: E402
+from _common import write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "parallel_en_es"
@@ -277,8 +277,7 @@ def main() -> None:
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(RESULT, result)
     print(f"{len(pairs)} pairs, MiniLM, {2 * args.batch_size} sentences/step, {args.steps} timed steps per arm, "
           f"{torch.get_num_threads()} thread(s)")
     for arm in arms:

@@ -22,7 +22,6 @@ Outputs are compared sentence by sentence. Writes benchmarks/results/translate.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,7 @@ from concner.tasks.translate import (  # noqa: E402
     translate_sentences,
 )
 from concner.tasks.wordtok import detokenize, word_tokenize  # noqa: E402
+from _common import timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
@@ -99,12 +99,6 @@ def batched_translate(sentences, model, tokenizer, *, batch_size: int, max_new_t
     return results
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=500)
@@ -135,10 +129,10 @@ def main() -> None:
     batched_times, naive_times = [], []
     batched_out = naive_out = None
     for r in range(args.rounds):
-        batched_out, t = _timed(lambda: batched_translate(sentences, model, tokenizer, batch_size=args.batch_size, **settings))
+        batched_out, t = timed(lambda: batched_translate(sentences, model, tokenizer, batch_size=args.batch_size, **settings))
         batched_times.append(t)
         print(f"round {r + 1}: batched {t:.1f} s ({n / t:.1f} sent/s)", flush=True)
-        naive_out, t = _timed(lambda: naive_translate(sentences[:n_naive], model, tokenizer, **settings))
+        naive_out, t = timed(lambda: naive_translate(sentences[:n_naive], model, tokenizer, **settings))
         naive_times.append(t)
         print(f"round {r + 1}: naive   {t:.1f} s ({n_naive / t:.2f} sent/s)", flush=True)
 
@@ -236,8 +230,7 @@ def main() -> None:
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(RESULT, result)
     print(f"{n} sentences, Marian d{D_MODEL} L{LAYERS} ({n_params / 1e6:.1f} M params), {torch.get_num_threads()} thread(s)")
     print(f"  batched (bs {args.batch_size}): median {med_b:.2f} sent/s; naive: median {med_n:.2f} sent/s "
           f"({n_naive} sentences); speedup {med_b / med_n:.1f}x")
