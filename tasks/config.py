@@ -7,6 +7,7 @@ works from any working directory.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,6 +161,9 @@ class RunConfig(_Section):
                 raise ValueError("target_lang is required (or list several targets under `targets`)")
             return self
         branches = [t.branch for t in self.targets]
+        bad = [b for b in branches if not re.fullmatch(r"[A-Za-z0-9_.-]+", b)]
+        if bad:  # the name becomes part of record entries (`train@de`) and file names
+            raise ValueError(f"targets: names may hold only letters, digits, '_', '.', '-' (got {bad})")
         if len(set(branches)) != len(branches):
             raise ValueError(f"targets: every target needs a distinct name (got {branches}); set `name`")
         if self.target_lang:
@@ -247,6 +251,7 @@ def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overr
         _set_dotted(raw, key, value)
     try:
         config = RunConfig.model_validate(raw)
+        config.branches()  # a target's translate override must make a valid translate section
     except ValidationError as err:
         raise UserError(_format_validation(err, source)) from None
     _resolve_paths(config, base_dir)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from concner.tasks.config import load_config
+from concner.tasks.errors import UserError
 from concner.tasks.registry import STAGES
 from concner.tasks.store import ArtifactStore
 from tests.conftest import REPO
@@ -102,3 +103,21 @@ def test_report_has_each_targets_figures(multi_store, tmp_path):
             assert f"{target}-{figure}" in ids
             assert (tmp_path / "png" / f"{target}-{figure}.png").is_file()
     assert ids[-2:] == ["ingest-entities", "timings"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"target_lang": "es"}, "either target_lang (one target) or targets"),
+    ({"targets": [{"lang": "de"}, {"lang": "de"}]}, "distinct name"),
+    ({"targets": [{"lang": "de", "name": "de@2"}]}, "names may hold only"),
+    ({"targets": [{"lang": "de", "translate": {"num_beams": 0}}]}, "num_beams"),
+    ({"data": {"source_train": "en.conll", "target_test": "es.conll"}, "targets": [{"lang": "de"}]},
+     "data.target_test per target"),
+])
+def test_bad_multi_target_configs_are_user_errors(tmp_path, change, message):
+    import yaml
+
+    raw = {"name": "m", "data": {"source_train": "en.conll"}, "targets": [{"lang": "de"}, {"lang": "fr"}], **change}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(path)
