@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from concner.tasks.ingest import sample_split
+
 SAMPLES = 5
 
 
@@ -48,9 +50,13 @@ def _scores(metrics: dict) -> str:
 def ingest_md(folder: Path, metrics: dict) -> str:
     rows = [[k, v["sentences"], v["tokens"], ", ".join(f"{t} {n}" for t, n in v["entities"].items())]
             for k, v in metrics["splits"].items()]
-    frame = pd.read_parquet(folder / "source_train.parquet").head(SAMPLES)
+    table = _table(["split", "sentences", "tokens", "entities"], rows)
+    split = sample_split(metrics["splits"])
+    if split is None:
+        return table
+    frame = pd.read_parquet(folder / f"{split}.parquet").head(SAMPLES)
     samples = "\n".join(f"- {_marked(r.tokens, r.tags)}" for r in frame.itertuples())
-    return _table(["split", "sentences", "tokens", "entities"], rows) + "\n\n" + samples
+    return f"{table}\n\n{split} samples:\n\n{samples}"
 
 
 def translate_md(folder: Path, metrics: dict) -> str:
@@ -89,7 +95,7 @@ def evaluate_md(folder: Path, metrics: dict) -> str:
 
 
 STAGE_MARKDOWN: dict[str, Callable[[Path, dict], str]] = {
-    "ingest": ingest_md, "translate": translate_md, "project": project_md, "train": scores_md,
+    "ingest": ingest_md, "ingest_target": ingest_md, "translate": translate_md, "project": project_md, "train": scores_md,
     "pseudo_label": pseudo_label_md, "distill": scores_md, "evaluate": evaluate_md,
 }
 

@@ -177,7 +177,7 @@ def key_value_table(title: str, items: dict[str, object]) -> Table:
 
 def show_ingest(console: Console, folder: Path, manifest: dict, sentence_id: int | None,
                 options: InspectOptions | None = None) -> None:
-    from concner.tasks.ingest import load_split
+    from concner.tasks.ingest import load_split, sample_split
 
     options = options or InspectOptions(sentence_id=sentence_id)
     metrics = manifest["metrics"]
@@ -189,9 +189,7 @@ def show_ingest(console: Console, folder: Path, manifest: dict, sentence_id: int
         ents = ", ".join(f"{k} {v}" for k, v in s["entities"].items()) or "-"
         table.add_row(split, str(s["sentences"]), str(s["tokens"]), ents, s["file"])
     console.print(table)
-    # ingest shows the source sample; ingest_target its labeled test set, else dev, else the text
-    split = next((s for s in ("source_train", "target_test", "target_dev", "target_unlabeled")
-                  if s in metrics["splits"]), None)
+    split = sample_split(metrics["splits"])
     if split is None:
         return
     sentences = load_split(folder, split)

@@ -133,6 +133,12 @@ def load_split(folder: Path, split: str) -> list[Sentence]:
     return from_frame(pd.read_parquet(path)) if path.exists() else []
 
 
+def sample_split(splits: Mapping[str, Any]) -> str | None:
+    """The split whose sentences a view of an ingest artifact shows: the source sample for
+    `ingest`; for `ingest_target` its labeled test set, else dev, else the unlabeled text."""
+    return next((s for s in ("source_train", "target_test", "target_dev", "target_unlabeled") if s in splits), None)
+
+
 def corpus_split(inputs: Mapping[str, Path], split: str) -> list[Sentence]:
     """A split from the stage inputs: source splits live in `ingest`, target splits in `ingest_target`."""
     folder = inputs.get("ingest" if split in SOURCE_SPLITS else "ingest_target")
