@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: the model is a local folder
 
 import simalign  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from simalign import SentenceAligner  # noqa: E402
 
 from concner.tasks.align import BatchAligner  # noqa: E402
-from _common import timed, write_result  # noqa: E402
+from _common import machine_info, timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "parallel_en_es"
@@ -98,13 +96,8 @@ def main() -> None:
         "identical": not mismatched,
         "mismatched_pairs": mismatched,
         "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            **machine_info(),
             "simalign": getattr(simalign, "__version__", "0.4"),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
         },
     }
     if args.with_exact_mwmf:

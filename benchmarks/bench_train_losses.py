@@ -31,7 +31,6 @@ import argparse
 import copy
 import importlib.util
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: the encoder is a
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
 from concner.models.encoding import collate, encode_words  # noqa: E402
@@ -49,7 +47,7 @@ from concner.models.ner_model import ConcNerModel  # noqa: E402
 from concner.tasks.conll import read_conll  # noqa: E402
 from concner.tasks.corpus import entity_types, label_list  # noqa: E402
 from concner.tasks.train import FitSettings, TeacherLoss  # noqa: E402
-from _common import write_result  # noqa: E402
+from _common import machine_info, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "parallel_en_es"
@@ -264,12 +262,7 @@ def main() -> None:
         "target_max_overhead": 0.25,
         "meets_target": tcl_vs_skip["median_paired_block"] <= 0.25 and tcl_vs_skip["overall"] <= 0.25,
         "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            **machine_info(),
             "device": "cpu",
             "shared": True,
             "note": "2-core machine shared with other CPU-heavy jobs running in the background; absolute "

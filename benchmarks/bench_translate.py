@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: the model is bui
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread everywhere, for both arms
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 
 from concner.models.tiny import build_tiny_marian  # noqa: E402
 from concner.tasks.conll import read_conll  # noqa: E402
@@ -43,7 +41,7 @@ from concner.tasks.translate import (  # noqa: E402
     translate_sentences,
 )
 from concner.tasks.wordtok import detokenize, word_tokenize  # noqa: E402
-from _common import timed, write_result  # noqa: E402
+from _common import machine_info, timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
@@ -218,12 +216,7 @@ def main() -> None:
                            "on the input, so order or mapping errors would still show",
         },
         "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            **machine_info(),
             "shared": True,
             "note": "2-core machine shared with other CPU-heavy jobs running in the background; absolute "
                     "times are inflated and noisy, the interleaved ratio is the comparable figure",

@@ -6,10 +6,9 @@ conftest.py registers the `demo_run` fixture for every module:
     def test_something(demo_run):
         demo_run.stage_dir("distill") / "model"
 
-The finished run is also cached at module level, so that a module importing the fixture itself
-(pytest then registers it again, for that module) still reuses it. Readers must not change the
-store (no --force, no further runs into it): tests that do need their own store (see
-tests/test_demo_dag.py).
+Modules must not import the fixture themselves: pytest would register it again for that module
+and build a second store. Readers must not change the store (no --force, no further runs into
+it): tests that do need their own store (see tests/test_demo_dag.py).
 """
 
 from __future__ import annotations
@@ -64,17 +63,12 @@ def run_cli(*args: object) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-_RUNS: dict[str, DemoRun] = {}
-
-
 @pytest.fixture(scope="session")
 def demo_run(prefect_server, tmp_path_factory) -> DemoRun:
     """The demo DAG (2 teacher epochs, 1 student epoch) run once into a session-wide store."""
-    if "demo" not in _RUNS:
-        store = tmp_path_factory.mktemp("shared-demo-store")
-        code, _, err = run_cli("demo", "--store", store, *FAST)
-        assert code == 0, err[-3000:]
-        record = ArtifactStore(store).list_runs()[-1]
-        assert record["status"] == "completed", record
-        _RUNS["demo"] = DemoRun(store, record)
-    return _RUNS["demo"]
+    store = tmp_path_factory.mktemp("shared-demo-store")
+    code, _, err = run_cli("demo", "--store", store, *FAST)
+    assert code == 0, err[-3000:]
+    record = ArtifactStore(store).list_runs()[-1]
+    assert record["status"] == "completed", record
+    return DemoRun(store, record)
