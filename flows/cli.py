@@ -46,6 +46,25 @@ def _print_plan(plan) -> None:
     console.print(
         "plan: " + ", ".join(f"{p.entry} [{'green' if p.action == 'reuse' else 'yellow'}]{p.action}[/]" for p in plan)
     )
+    for p in plan:
+        if p.note.startswith("corrupt"):
+            err_console.print(f"warning: {p.entry}: {p.note}", style="yellow", highlight=False, markup=False,
+                              soft_wrap=True)
+
+
+def _guard_process() -> None:
+    """Before a run: the temporary Prefect server dies with this process, and SIGTERM ends the
+    run like Ctrl-C does (its record then says `interrupted` and names the stage)."""
+    import signal
+
+    from concner.flows.server_child import tie_temporary_server_to_this_process
+
+    tie_temporary_server_to_this_process()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
@@ -53,14 +72,17 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
+    from concner.tasks.preflight import check_and_warn
     from concner.tasks.store import ArtifactStore
 
     config = load_config(config_path, overrides)
+    check_and_warn(config, err_console)  # every input read and checked before any stage starts
     root = _store_root(store, config)
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
     if dry_run:
         return None
+    _guard_process()
     record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
                       force=list(force), until=until, target=target)
     console.print(stage_summary_table(record, ArtifactStore(root)))
@@ -104,13 +126,16 @@ def stage(
     from concner.flows.pipeline import plan_run, run_flow, stage_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
+    from concner.tasks.preflight import check_and_warn
     from concner.tasks.store import ArtifactStore
 
     cfg = load_config(config, set_)
+    check_and_warn(cfg, err_console)  # every input read and checked before any stage starts
     root = _store_root(store, cfg)
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:
         return
+    _guard_process()
     record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name, config=cfg.model_dump(mode="json"),
                       force=not reuse, target=target)
     console.print(stage_summary_table(record, ArtifactStore(root)))
@@ -219,6 +244,61 @@ def diff(
     console.print(render(diff_runs(st, st.load_run(run_a), st.load_run(run_b), per_type=per_type)))
 
 
+@app.command()
+def verify(
+    run_id: Annotated[Optional[str], typer.Argument(help="Run whose artifacts to check (id, unique prefix, 'latest'); "
+                                                         "omit with --all.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Check every artifact in the store.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Remove corrupt artifacts and dead writers' temp folders, "
+                                                          "so that the next run recomputes them.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Check artifacts byte for byte against their manifests (sha256 of every file).
+
+    Exits 1 when something is corrupt (and was not repaired), 0 when all is intact."""
+    from rich.table import Table
+
+    from concner.tasks.registry import stage_of
+    from concner.tasks.store import ArtifactStore
+
+    st = ArtifactStore(_store_root(store))
+    if all_ == (run_id is not None):
+        raise UserError("give a RUN or --all")
+    if all_:
+        targets = st.artifacts()
+    else:
+        record = st.load_run(run_id)
+        targets = [(stage_of(entry), info["key"]) for entry, info in record["stages"].items()]
+    table = Table(title=f"verify {st.root}")
+    for col in ("stage", "key", "state", "problem"):
+        table.add_column(col, overflow="fold")
+    corrupt = 0
+    for stage_name, key in targets:
+        problems = st.problems(stage_name, key, full=True)
+        if not problems:
+            table.add_row(stage_name, key, "[green]ok[/]", "")
+            continue
+        corrupt += 1
+        state = "[red]corrupt[/]"
+        if repair:
+            st.remove(stage_name, key)
+            state = "[yellow]removed[/]"
+        table.add_row(stage_name, key, state, "\n".join(problems))
+    leftovers = st.leftovers()
+    for tmp in leftovers:
+        if repair:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        table.add_row(tmp.parent.name, tmp.name, "[yellow]removed[/]" if repair else "[red]leftover[/]",
+                      "temporary folder of a writer that is gone")
+    console.print(table)
+    console.print(f"{len(targets)} artifacts checked, {corrupt} corrupt, {len(leftovers)} leftover temp folders"
+                  + (" (repaired: the next run recomputes what was removed)" if repair and (corrupt or leftovers) else ""))
+    if (corrupt or leftovers) and not repair:
+        raise typer.Exit(1)
+
+
 CronOpt = Annotated[list[str], typer.Option("--cron", help='Cron schedule, e.g. "0 3 * * 1" (Mondays 03:00); repeatable.')]
 TimezoneOpt = Annotated[Optional[str], typer.Option("--timezone", help="IANA time zone of the cron schedules (default UTC).")]
 
@@ -322,6 +402,26 @@ def main() -> None:
     except UserError as err:
         err_console.print(f"error: {err}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(err.exit_code)
+    except OSError as err:
+        # A path the user chose cannot be written or read (a read-only or missing --store folder, a
+        # full disk): one message, not a traceback. Other OSErrors (no file name) are bugs: re-raised.
+        import errno
+
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        if err.filename is None and not full:
+            raise
+        if full:
+            hint = "free some space, or give another --store"
+        elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+            hint = "check that the folder exists and is writable, or give another --store"
+        else:
+            hint = "check the path"
+        where = f"{err.filename}: " if err.filename else ""
+        if err.filename2:
+            where = f"{err.filename} -> {err.filename2}: "
+        err_console.print(f"error: {where}{err.strerror or err} ({hint})", style="red", highlight=False,
+                          markup=False, soft_wrap=True)
+        sys.exit(UserError.exit_code)
 
 
 if __name__ == "__main__":

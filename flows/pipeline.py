@@ -11,7 +11,10 @@ task then returns at once without computing.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,19 +26,23 @@ from prefect.states import Failed
 from concner.tasks import registry
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
-from concner.tasks.stage import StageContext
-from concner.tasks.store import ArtifactStore, stage_key
+from concner.tasks.keys import key_material, key_of
+from concner.tasks.stage import StageContext, derive_seed
+from concner.tasks.store import ABSENT, ArtifactStore
 
 
 @dataclass
 class PlannedStage:
     name: str
-    key: str
-    input_keys: dict[str, str]
+    key: str | None  # None until the inputs it reads exist (they are computed earlier in the run)
+    input_keys: dict[str, str | None]
     params: dict[str, Any]
     action: str  # "compute" or "reuse"
     target: str | None = None  # the branch of a multi-target run; None for shared and one-target stages
     config: RunConfig | None = field(default=None, repr=False, compare=False)  # the branch's config
+    forced: bool = False  # recompute even when the store has the artifact
+    note: str = ""  # why it is computed when that is not obvious (e.g. a corrupt artifact)
+    material: dict[str, Any] | None = field(default=None, repr=False)  # what the key covers
 
     @property
     def entry(self) -> str:
@@ -43,12 +50,41 @@ class PlannedStage:
         return self.name if self.target is None else f"{self.name}@{self.target}"
 
 
+def _resolve_key(stage: PlannedStage, store: ArtifactStore) -> bool:
+    """Fill in the key from the inputs' content; False while an input artifact is not in the store."""
+    if any(k is None for k in stage.input_keys.values()):
+        return False
+    if any(not store.exists(dep, k) for dep, k in stage.input_keys.items()):
+        return False
+    spec = registry.get(stage.name)
+    stage.material = key_material(spec, stage.config, store, stage.params, stage.input_keys)
+    stage.key = key_of(stage.name, stage.material)
+    return True
+
+
+def _decide(stage: PlannedStage, store: ArtifactStore) -> None:
+    """reuse or compute, for a stage whose key is known; a corrupt artifact is named and recomputed."""
+    if stage.forced:
+        stage.action, stage.note = "compute", "forced"
+        return
+    problems = store.problems(stage.name, stage.key)
+    if not problems:
+        stage.action = "reuse"
+    else:
+        stage.action = "compute"
+        if problems != [ABSENT]:
+            stage.note = "corrupt artifact, recomputed: " + "; ".join(problems)
+
+
 def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = frozenset(), until: str | None = None,
              only: str | None = None, target: str | None = None) -> list[PlannedStage]:
     """Keys of the stages a run needs and whether each will be computed or reused.
 
-    A multi-target config plans one branch per target; stages that do not depend on the target
-    (the source ingest) get one key for all branches and are planned once, shared.
+    A key covers the content of the inputs the stage reads, so the key of a stage below one that
+    will be computed is known only once that one has run: such stages are planned as `compute`
+    with key None, and `execute` decides again when their inputs exist (an identical recompute
+    upstream then lets them be reused). A multi-target config plans one branch per target;
+    stages that do not depend on the target (the source ingest) are planned once, shared.
     """
     for name in force:
         registry.get(name)
@@ -64,23 +100,29 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
         if not branches:
             raise UserError(f"--target {target!r}: the config's targets are {', '.join(known) or 'not named (one target)'}")
     planned: list[PlannedStage] = []
-    planned_keys: set[tuple[str, str]] = set()
+    shared: dict[str, PlannedStage] = {}
     for branch, branch_config in branches:
-        keys: dict[str, str] = {}
+        in_branch: dict[str, PlannedStage] = {}
         for name in names:
             spec = registry.get(name)
-            params = spec.params(branch_config)
-            input_keys = {dep: keys[dep] for dep in spec.inputs}
-            key = keys[name] = stage_key(name, spec.version, params, input_keys)
-            shared = name not in per_target
-            if shared and (name, key) in planned_keys:
+            is_shared = name not in per_target
+            if is_shared and name in shared:
+                in_branch[name] = shared[name]
                 continue
-            fresh = name not in forced and store.exists(name, key)
-            # two branches asking for the same artifact: the first computes it, the second reuses it
-            action = "reuse" if fresh or (name, key) in planned_keys else "compute"
-            planned_keys.add((name, key))
-            planned.append(PlannedStage(name, key, input_keys, params, action, None if shared else branch,
-                                        branch_config))
+            deps = {dep: in_branch[dep] for dep in spec.inputs}
+            # an input computed in this run has no content yet, hence this stage no key yet
+            input_keys = {dep: (None if d.action == "compute" else d.key) for dep, d in deps.items()}
+            stage = PlannedStage(name, None, input_keys, spec.params(branch_config), "compute",
+                                 None if is_shared else branch, branch_config, forced=name in forced)
+            if _resolve_key(stage, store):
+                _decide(stage, store)
+            elif not any(d.action == "compute" for d in deps.values()):
+                missing = [f"{d.name}/{d.key}" for d in deps.values() if not store.exists(d.name, d.key)]
+                stage.note = "inputs missing: " + ", ".join(missing)
+            in_branch[name] = stage
+            if is_shared:
+                shared[name] = stage
+            planned.append(stage)
     if only:
         missing = [p.entry for p in planned if p.name != only and p.action == "compute"]
         if missing:
@@ -93,16 +135,21 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
 
 def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
                   log: logging.Logger | logging.LoggerAdapter | None = None) -> dict:
-    """Run one stage's compute function into the store (no Prefect involved)."""
+    """Run one stage's compute function into the store (no Prefect involved). Its inputs are
+    verified byte for byte first: a stage never reads an artifact that is not what it recorded."""
     spec = registry.get(stage.name)
     inputs = {dep: store.stage_dir(dep, key) for dep, key in stage.input_keys.items()}
-    for dep, path in inputs.items():
-        if not store.exists(dep, stage.input_keys[dep]):
-            raise UserError(f"input artifact {dep}/{stage.input_keys[dep]} is missing from {store.root}")
+    for dep, key in stage.input_keys.items():
+        problems = store.problems(dep, key, full=True)
+        if problems:
+            raise UserError(f"input artifact {dep}/{key} in {store.root} cannot be used: " + "; ".join(problems)
+                            + " (run again: the pipeline recomputes it)")
     started = time.time()
-    with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys) as (out, metrics):
-        ctx = StageContext(stage.config or config, stage.params, inputs, out, metrics, log=log or logging.getLogger("concner"),
-                           store_root=store.root)
+    with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys,
+                       key_material=stage.material) as (out, metrics):
+        run_config = stage.config or config
+        ctx = StageContext(run_config, stage.params, derive_seed(run_config.seed, stage.name), inputs, out, metrics,
+                           log=log or logging.getLogger("concner"), store_root=store.root)
         spec.compute(ctx)
     return {"key": stage.key, "seconds": round(time.time() - started, 2)}
 
@@ -113,23 +160,27 @@ def _stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 @task(cache_key_fn=_stage_cache_key, persist_result=True, task_run_name="{stage_name}")
 def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_keys: dict[str, str],
-               params: dict[str, Any], action: str = "compute") -> dict:
+               params: dict[str, Any], material: dict[str, Any] | None = None, forced: bool = False) -> dict:
     """One stage as a Prefect task; returns the artifact reference, never the data itself.
-    With action="reuse" and the artifact in the store, nothing is computed."""
+
+    One writer per key across processes: the stage computes under the key's lock, and a process
+    that finds the artifact published once it holds the lock reuses it (unless forced)."""
     store = ArtifactStore(store_root)
     log = get_run_logger()
-    if action == "reuse" and store.exists(stage_name, key):
-        log.info("%s %s is in the store: reused", stage_name, key)
-        _publish_ui_artifact(stage_name, store, key)
-        return {"key": key, "seconds": 0.0, "computed": False}
-    run_config = RunConfig.model_validate(config)
-    planned = PlannedStage(stage_name, key, input_keys, params, "compute")
-    try:
-        result = compute_stage(run_config, store, planned, log)
-    except UserError as err:
-        # A Failed state instead of an exception: Prefect logs no traceback for the user's mistake.
-        log.error(str(err))
-        return Failed(message=str(err))
+    with store.lock(stage_name, key):
+        if not forced and store.exists(stage_name, key):
+            log.info("%s %s is in the store: reused", stage_name, key)
+            _publish_ui_artifact(stage_name, store, key)
+            return {"key": key, "seconds": 0.0, "computed": False}
+        run_config = RunConfig.model_validate(config)
+        planned = PlannedStage(stage_name, key, input_keys, params, "compute", material=material)
+        try:
+            result = compute_stage(run_config, store, planned, log)
+        except UserError as err:
+            # A Failed state instead of an exception: Prefect logs no traceback for the user's
+            # mistake, and the CLI prints the message once (the console filter hides Prefect's copy).
+            USER_ERRORS.add(str(err))
+            return Failed(message=str(err))
     _publish_ui_artifact(stage_name, store, key)
     return result
 
@@ -149,30 +200,94 @@ def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> Non
     )
 
 
+USER_ERRORS: set[str] = set()  # user errors this process reported through Failed states
+
+
+class _HideUserErrorEchoes(logging.Filter):
+    """Prefect logs a failed task's message up to three times (task failed, task finished, flow
+    finished, one with a stray `NoneType: None`); the CLI prints a user error once itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not USER_ERRORS:
+            return True
+        text = record.getMessage()
+        return not any(message in text for message in USER_ERRORS)
+
+
+for _logger in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_logger).addFilter(_HideUserErrorEchoes())
+
+
+def mark_dead_runs(store: ArtifactStore) -> list[str]:
+    """Records left `running` by a process of this host that no longer exists (kill -9, power
+    loss) are marked `interrupted`, naming the stage they were in."""
+    marked = []
+    host = socket.gethostname()
+    for record in store.list_runs():
+        if record.get("status") != "running" or record.get("host") != host or _alive(record.get("pid")):
+            continue
+        stage = record.get("current_stage")
+        record.update(status="interrupted", failed_stage=stage,
+                      error=f"process {record.get('pid')} ended without finishing (killed?) during {stage}")
+        store.save_run(record)
+        marked.append(record["run_id"])
+    return marked
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
 
 
 def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
     """Run planned stages as Prefect tasks and write the run record (also when a stage fails)."""
+    mark_dead_runs(store)
+    for leftover in store.leftovers():  # temp folders of killed writers (their lock is free)
+        shutil.rmtree(leftover, ignore_errors=True)
     record: dict[str, Any] = {
         "run_id": run_id,
         "name": config.name,
         "started": time.time(),
         "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
         "config": config.model_dump(mode="json"),
         # the branches this run ran (all, or the one of --target); [] for a one-target run
         "targets": list(dict.fromkeys(s.target for s in plan if s.target is not None)),
         "stages": {},
     }
+    store.save_run(record)  # from the start: a killed run leaves its record (see mark_dead_runs)
+    resolved: dict[tuple[str | None, str], str] = {}
     try:
         for stage in plan:
+            record["current_stage"] = stage.entry
+            if stage.key is None:  # its inputs were computed in this run: key them by content now
+                spec = registry.get(stage.name)
+                stage.input_keys = {dep: resolved.get((stage.target, dep)) or resolved[(None, dep)]
+                                    for dep in spec.inputs}
+                if not _resolve_key(stage, store):
+                    raise RuntimeError(f"{stage.entry}: inputs {stage.input_keys} are not in the store after computing them")
+                _decide(stage, store)
+            if stage.note and stage.note != "forced":
+                log.warning("%s: %s", stage.entry, stage.note)
+            resolved[(stage.target, stage.name)] = stage.key
             # a stage sees its branch's one-target config, never the whole multi-target one
             config_json = (stage.config or config).model_dump(mode="json")
             refresh = stage.action == "compute"
             task_fn = stage_task.with_options(refresh_cache=refresh, task_run_name=stage.entry)
             state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
-                            stage.action, return_state=True)
+                            stage.material, stage.forced, return_state=True)
             if state.is_failed() and state.message and not _has_exception(state):
                 record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.entry)
                 break
@@ -187,13 +302,19 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
                 "seconds": 0.0 if reused else result["seconds"],
                 "prefect_state": state.name,
                 "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
+                **({"note": stage.note} if stage.note and stage.note != "forced" else {}),
             }
             log.info("%s %s (%s)", stage.entry, record["stages"][stage.entry]["status"], stage.key)
+            store.save_run(record)
         else:
             record["status"] = "completed"
+            record.pop("current_stage", None)
+    except (KeyboardInterrupt, SystemExit) as err:
+        record.update(status="interrupted", failed_stage=record.get("current_stage"),
+                      error=f"interrupted ({type(err).__name__}) during {record.get('current_stage')}")
+        raise
     except BaseException as err:
-        record["status"] = "failed"
-        record["error"] = str(err)
+        record.update(status="failed", failed_stage=record.get("current_stage"), error=str(err) or type(err).__name__)
         raise
     finally:
         record["ended"] = time.time()

@@ -20,11 +20,11 @@ from concner.tasks.config import RunConfig
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
 from concner.tasks.evaluate import device_of, pick_device
-from concner.tasks.model_refs import resolve_encoder
+from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.pseudo_label import load_pseudo_labels
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.teacher_stage import dev_set, fit_settings, save_curves, scores_headline, score_target_sets
-from concner.tasks.train import fit
+from concner.tasks.train import fit, seed_everything
 
 
 @dataclass
@@ -81,10 +81,11 @@ def compute_distill(ctx: StageContext) -> None:
     if not sentences:
         raise UserError("no pseudo-labeled sentence passed the pseudo_label filters; relax them")
     encoder = resolve_encoder(ctx.params["encoder"], ctx.inputs, ctx.store_root)
+    seed_everything(ctx.seed)  # the student's new classifier and heads are random draws too
     student = ConcNerModel.from_encoder(encoder, labels).to(pick_device())
     loss = DistillLoss(d.loss, d.temperature, d.hard_label_confidence, d.max_length)
     dev_name, dev = dev_set(ctx.inputs)
-    result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.config.seed), dev=dev or None,
+    result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.seed), dev=dev or None,
                  log=ctx.log, progress="distilling student")
     student.save(ctx.out / "model")
     save_curves(result, ctx.out)
@@ -99,11 +100,23 @@ def compute_distill(ctx: StageContext) -> None:
     )
 
 
+def distill_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
+    tiny = (config.distill.encoder or config.train.encoder) == TINY
+    return {
+        "ingest": ("source_dev.*",) + (("source_train.*",) if tiny else ()),
+        "ingest_target": ("target_dev.*", "target_test.*") + (("target_unlabeled.*",) if tiny else ()),
+        "train": ("model/*",),
+    }
+
+
 STAGE = StageSpec(
     name="distill",
     version="2",
     inputs=("ingest", "ingest_target", "train", "pseudo_label"),
     params=distill_params,
+    reads=distill_reads,
+    libraries=("torch", "transformers", "seqeval"),
+    model_params=("encoder",),
     compute=compute_distill,
     headline=scores_headline,
     description="train the student on the teacher's soft labels over target text",

@@ -21,7 +21,11 @@ def _texts(inputs: Mapping[str, Path], split: str) -> list[str]:
 
 def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> Path:
     """One folder per distinct input text, so runs of different corpora never rebuild each other's models."""
-    digest = hashlib.sha256("\x00".join("\n".join(g) for g in text_groups).encode("utf-8")).hexdigest()[:12]
+    from concner.tasks.keys import code_fingerprint
+
+    # the builder's code too: a changed tiny model must not be served from an older build
+    payload = code_fingerprint("concner.models.tiny") + "\x00" + "\x00".join("\n".join(g) for g in text_groups)
+    digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
     return (store_root or Path("artifacts")) / "models" / f"{kind}-{digest}"
 
 

@@ -19,7 +19,7 @@ from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import score_tags
 from concner.tasks.ingest import load_split
-from concner.tasks.model_refs import resolve_encoder
+from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.projection import OUTCOMES, project_sentence
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.translate_stage import load_translations
@@ -112,11 +112,19 @@ def _headline(m: dict) -> str:
     return text + (f", projection F1 {100 * q['f1']:.1f}" if q else "")
 
 
+def project_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
+    tiny = config.project.aligner_model == TINY  # built from the target text too
+    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",) if tiny else ()}
+
+
 STAGE = StageSpec(
     name="project",
     version="1",
     inputs=("ingest", "ingest_target", "translate"),
     params=project_params,
+    reads=project_reads,
+    libraries=("torch", "transformers", "simalign", "seqeval"),
+    model_params=("aligner_model",),
     compute=compute_project,
     headline=_headline,
     description="align source and translation words (simalign) and project entity spans",

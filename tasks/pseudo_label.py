@@ -25,7 +25,23 @@ from concner.tasks.tags import spans
 
 
 def pseudo_label_params(config: RunConfig) -> dict[str, Any]:
-    return config.pseudo_label.model_dump(mode="json")
+    # the teacher reads at most train.max_length subwords per sentence: it changes the labels
+    return {**config.pseudo_label.model_dump(mode="json"), "max_length": config.train.max_length}
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed with fixed zip timestamps: numpy stamps each member with the current
+    time, so two identical runs would write different bytes."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buffer.getvalue())
 
 
 def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_entity: bool,
@@ -49,7 +65,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         raise UserError("pseudo-labeling needs unlabeled target text: set data.target_unlabeled")
     teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
     probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
-                          max_length=ctx.config.train.max_length, progress="pseudo-labeling")
+                          max_length=ctx.params["max_length"], progress="pseudo-labeling")
     tags = probs_to_tags(probs, teacher.labels)
     word_conf = [pr.max(axis=-1) for pr in probs]
     frame = pd.DataFrame({
@@ -64,7 +80,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
                                 max_sentences=p.max_sentences)
     frame.to_parquet(ctx.out / "pseudo_labels.parquet", index=False)
     offsets = np.cumsum([0] + [len(pr) for pr in probs])
-    np.savez_compressed(ctx.out / "probs.npz", probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
+    save_npz(ctx.out / "probs.npz", probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
                         labels=np.array(teacher.labels))
     kept = frame[frame["kept"]]
     per_type: Counter = Counter(s.label for t in kept["tags"] for s in spans(t))
@@ -106,6 +122,8 @@ STAGE = StageSpec(
     version="1",
     inputs=("ingest_target", "train"),
     params=pseudo_label_params,
+    reads=lambda config: {"ingest_target": ("target_unlabeled.*",), "train": ("model/*",)},
+    libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
     description="label unlabeled target text with the teacher's soft distributions",

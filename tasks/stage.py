@@ -7,7 +7,8 @@ Adding a stage to the DAG means writing one module that defines a `StageSpec` an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ class StageContext:
 
     config: RunConfig
     params: dict[str, Any]
+    seed: int  # for every random draw of the stage (see derive_seed)
     inputs: dict[str, Path]  # upstream stage name -> artifact folder
     out: Path  # temporary folder, published atomically when compute returns
     metrics: dict[str, Any]  # goes into manifest.json
@@ -31,9 +33,27 @@ class StageContext:
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    version: str  # bump when the stage's code changes its output: invalidates cached artifacts
+    # The key covers the source of the stage's module and everything it imports (tasks/keys.py);
+    # bump this only for a change outside that code (e.g. a data format read elsewhere).
+    version: str
     inputs: tuple[str, ...]
     params: Callable[[RunConfig], dict[str, Any]]  # the stage's own parameters: they enter the key
     compute: Callable[[StageContext], None]
     headline: Callable[[dict[str, Any]], str] = lambda metrics: ""  # key figure for summary tables
     description: str = ""
+    # Which files of each input the stage reads (glob patterns against the input manifest's file
+    # list); an input not named here is read whole. Only these files' content enters the key.
+    reads: Callable[[RunConfig], Mapping[str, tuple[str, ...]]] | None = None
+    libraries: tuple[str, ...] = ()  # packages whose version changes the stage's numbers
+    model_params: tuple[str, ...] = ()  # params naming a model: a local folder is keyed by content
+
+
+def derive_seed(run_seed: int, stage: str) -> int:
+    """The seed of one stage's random draws: from the run's seed and the stage's name.
+
+    Not from the full stage key: then an ablation (another lambda) would also draw another head
+    initialisation and another batch order, and its effect could not be told from the seed's.
+    The key still covers the run's seed, so the same key always means the same draws.
+    """
+    digest = hashlib.sha256(f"{run_seed}:{stage}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")

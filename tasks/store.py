@@ -2,9 +2,14 @@
 
 Layout under the root:
   stages/<stage>/<key>/manifest.json + files   one finished stage output
+  stages/<stage>/.<key>.lock                   held by the one process that may write <key>
+  stages/<stage>/.<key>.verified.json          size/mtime of files whose sha256 was last checked
   runs/<run-id>.json                           what a run used and computed
+  cache/                                       digests of local model folders
 A stage writes into a temporary folder that is renamed into place only once its manifest is
 written, so a crash leaves no folder that the cache would take for a finished artifact.
+Reuse verifies what the manifest recorded: sizes always, sha256 whenever a file changed since it
+was last hashed (size or mtime, as DVC does), every byte on `verify`.
 """
 
 from __future__ import annotations
@@ -13,28 +18,32 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 MANIFEST = "manifest.json"
-_VERSIONED_PACKAGES = ("concner", "torch", "transformers", "prefect", "simalign", "sacrebleu", "seqeval", "pandas")
+ABSENT = "absent"  # what `problems` says of an artifact that was never written (not a corruption)
+_VERSIONED_PACKAGES = ("concner", "torch", "transformers", "prefect", "simalign", "sacrebleu", "seqeval", "pandas",
+                       "pyarrow", "numpy")
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def stage_key(stage: str, version: str, params: Mapping[str, Any], input_keys: Mapping[str, str]) -> str:
-    """Hash of everything that determines a stage's output; any change upstream changes it."""
-    payload = canonical_json({"stage": stage, "version": version, "params": params, "inputs": input_keys})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def digest_of(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
@@ -45,6 +54,17 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def content_digest(files: Iterable[Mapping[str, Any]], patterns: Iterable[str] | None = None) -> str:
+    """Hash of an artifact's files (path + sha256 from its manifest), or of those matching `patterns`.
+
+    This, not the artifact's key, is what a downstream key covers: a stage recomputed in place
+    with different bytes changes every key below it, and an identical recompute changes none.
+    """
+    pats = None if patterns is None else tuple(patterns)
+    chosen = sorted((f["path"], f["sha256"]) for f in files if pats is None or any(fnmatch(f["path"], p) for p in pats))
+    return digest_of(chosen)
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED_PACKAGES:
@@ -53,6 +73,11 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 @dataclass(frozen=True)
@@ -69,33 +94,112 @@ class ArtifactStore:
     def stage_dir(self, stage: str, key: str) -> Path:
         return self.root / "stages" / stage / key
 
+    def _side_file(self, stage: str, key: str, suffix: str) -> Path:
+        return self.root / "stages" / stage / f".{key}.{suffix}"
+
     def manifest(self, stage: str, key: str) -> dict | None:
-        """The manifest of a finished artifact, or None when there is none or it is unreadable."""
+        """The manifest of a finished, intact artifact (files present with their recorded sizes
+        and hashes), or None. Corruption is logged by `problems`; callers just see no artifact."""
+        if self.problems(stage, key):
+            return None
+        return self._read_manifest(stage, key)
+
+    def _read_manifest(self, stage: str, key: str) -> dict | None:
         path = self.stage_dir(stage, key) / MANIFEST
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if data.get("stage") != stage or data.get("key") != key:
+        if not isinstance(data, dict) or data.get("stage") != stage or data.get("key") != key:
             return None
-        for entry in data.get("files", []):
-            if not (path.parent / entry["path"]).is_file():
-                return None
         return data
 
     def exists(self, stage: str, key: str) -> bool:
-        return self.manifest(stage, key) is not None
+        return not self.problems(stage, key)
+
+    def problems(self, stage: str, key: str, *, full: bool = False) -> list[str]:
+        """What is wrong with an artifact: [] when intact, [ABSENT] when there is none.
+
+        Sizes are always compared with the manifest; a file's sha256 is recomputed when `full`,
+        or when the file or the manifest changed (size, mtime) since it was last hashed.
+        """
+        folder = self.stage_dir(stage, key)
+        if not folder.is_dir():
+            return [ABSENT]
+        data = self._read_manifest(stage, key)
+        if data is None:
+            return [f"{folder / MANIFEST}: missing, unreadable or not this artifact's"]
+        stamp_path = self._side_file(stage, key, "verified.json")
+        try:
+            stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stamp = {}
+        manifest_stat = _stat(folder / MANIFEST)
+        trusted = {} if full or stamp.get("manifest") != manifest_stat else stamp.get("files", {})
+        found, hashed = [], {}
+        for entry in data.get("files", []):
+            path = folder / entry["path"]
+            try:
+                stat = _stat(path)
+            except OSError:
+                found.append(f"{path}: missing (manifest lists {entry['bytes']} bytes)")
+                continue
+            if stat[0] != entry["bytes"]:
+                found.append(f"{path}: expected {entry['bytes']} bytes, found {stat[0]}")
+                continue
+            if trusted.get(entry["path"]) == stat:
+                hashed[entry["path"]] = stat
+                continue
+            actual = file_digest(path)
+            if actual != entry["sha256"]:
+                found.append(f"{path}: sha256 expected {entry['sha256'][:12]}…, found {actual[:12]}…")
+            else:
+                hashed[entry["path"]] = stat
+        if not found and (hashed != stamp.get("files") or stamp.get("manifest") != manifest_stat):
+            self._write_stamp(stage, key, manifest_stat, hashed)
+        return found
+
+    def _write_stamp(self, stage: str, key: str, manifest_stat: list[int], files: dict) -> None:
+        path = self._side_file(stage, key, "verified.json")
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}")
+        try:
+            tmp.write_text(json.dumps({"manifest": manifest_stat, "files": files}), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:  # a read-only store can still be read; it just rehashes next time
+            tmp.unlink(missing_ok=True)
+
+    def content(self, stage: str, key: str, patterns: Iterable[str] | None = None) -> str:
+        """The content digest of an intact artifact (all files, or those matching `patterns`)."""
+        data = self._read_manifest(stage, key)
+        if data is None:
+            raise FileNotFoundError(f"{self.stage_dir(stage, key)}: no artifact")
+        return content_digest(data.get("files", []), patterns)
 
     def ref(self, stage: str, key: str) -> ArtifactRef:
         return ArtifactRef(stage, key, self.stage_dir(stage, key))
 
+    # writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, stage: str, key: str, timeout: float = -1) -> Iterator[None]:
+        """Hold the one-writer lock of an artifact; temp folders left by dead writers of the same
+        key are removed once it is held (a live writer would hold the lock)."""
+        parent = self.stage_dir(stage, key).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self._side_file(stage, key, "lock")), timeout=timeout):
+            for leftover in list(parent.glob(f".{key}.tmp-*")) + list(parent.glob(f".{key}.old-*")):
+                shutil.rmtree(leftover, ignore_errors=True)
+            yield
+
     @contextmanager
     def writing(
-        self, stage: str, key: str, *, params: Mapping[str, Any], inputs: Mapping[str, str]
+        self, stage: str, key: str, *, params: Mapping[str, Any], inputs: Mapping[str, Any],
+        key_material: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[Path, dict]]:
         """Yield (temporary folder, metrics dict) to fill; publish atomically when the block ends cleanly.
 
-        On an exception the temporary folder is removed and nothing is published.
+        On an exception the temporary folder is removed and nothing is published. Callers hold
+        `lock(stage, key)` so that no two processes publish the same key.
         """
         parent = self.stage_dir(stage, key).parent
         parent.mkdir(parents=True, exist_ok=True)
@@ -104,30 +208,73 @@ class ArtifactStore:
         started = time.time()
         try:
             yield tmp, metrics
-            files = sorted(p for p in tmp.rglob("*") if p.is_file())
+            files = [
+                {"path": p.relative_to(tmp).as_posix(), "bytes": p.stat().st_size, "sha256": file_digest(p)}
+                for p in sorted(p for p in tmp.rglob("*") if p.is_file())
+            ]
             manifest = {
                 "stage": stage,
                 "key": key,
                 "params": dict(params),
                 "inputs": dict(inputs),
+                "key_material": dict(key_material or {}),
+                "content": content_digest(files),
                 "versions": package_versions(),
                 "started": started,
                 "ended": time.time(),
                 "seconds": round(time.time() - started, 3),
                 "metrics": metrics,
-                "files": [
-                    {"path": str(p.relative_to(tmp)), "bytes": p.stat().st_size, "sha256": file_digest(p)}
-                    for p in files
-                ],
+                "files": files,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            final = self.stage_dir(stage, key)
-            if final.exists():  # an invalid leftover or a forced recompute: replace it
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            self._publish(tmp, self.stage_dir(stage, key))
+            self._write_stamp(stage, key, _stat(self.stage_dir(stage, key) / MANIFEST),
+                              {f["path"]: _stat(self.stage_dir(stage, key) / f["path"]) for f in files})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    @staticmethod
+    def _publish(tmp: Path, final: Path) -> None:
+        """Rename into place. A previous folder (corrupt, or a forced recompute) is first renamed
+        aside, never deleted in place, so a reader sees the old folder or the new one, whole."""
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def remove(self, stage: str, key: str) -> None:
+        """Take an artifact out of the store (atomically for readers: renamed aside, then deleted)."""
+        final = self.stage_dir(stage, key)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        self._side_file(stage, key, "verified.json").unlink(missing_ok=True)
+
+    def artifacts(self) -> list[tuple[str, str]]:
+        """(stage, key) of every artifact folder in the store, intact or not."""
+        out = []
+        for stage_dir in sorted((self.root / "stages").glob("*")):
+            for folder in sorted(stage_dir.iterdir()) if stage_dir.is_dir() else []:
+                if folder.is_dir() and not folder.name.startswith("."):
+                    out.append((stage_dir.name, folder.name))
+        return out
+
+    def leftovers(self) -> list[Path]:
+        """Temporary folders of writers that are gone (their key's lock is free)."""
+        found = []
+        for tmp in sorted((self.root / "stages").glob("*/.*.tmp-*")) + sorted((self.root / "stages").glob("*/.*.old-*")):
+            key = tmp.name[1:].split(".", 1)[0]
+            try:
+                with FileLock(str(tmp.parent / f".{key}.lock"), timeout=0):
+                    found.append(tmp)
+            except TimeoutError:
+                continue
+        return found
 
     # runs -------------------------------------------------------------------------------
     def runs_dir(self) -> Path:
@@ -136,7 +283,7 @@ class ArtifactStore:
     def save_run(self, record: Mapping[str, Any]) -> Path:
         self.runs_dir().mkdir(parents=True, exist_ok=True)
         path = self.runs_dir() / f"{record['run_id']}.json"
-        tmp = path.with_suffix(".json.tmp")
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
         tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, path)
         return path
@@ -160,6 +307,6 @@ class ArtifactStore:
         for path in sorted(self.runs_dir().glob("*.json")):
             try:
                 records.append(json.loads(path.read_text(encoding="utf-8")))
-            except ValueError:
+            except (OSError, ValueError):
                 continue
         return sorted(records, key=lambda r: r.get("started", 0))

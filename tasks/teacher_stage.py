@@ -9,6 +9,7 @@ Output: model/ (a transformers token-classification folder), steps.parquet and e
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.evaluate import evaluate_model, pick_device
 from concner.tasks.ingest import corpus_split
-from concner.tasks.model_refs import resolve_encoder
+from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
-from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit
+from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit, seed_everything
 
 EVAL_SETS = ("target_dev", "target_test")
 EVAL_BATCH_SIZE = 64  # inference only: larger batches than training are cheap and faster
@@ -58,6 +59,9 @@ def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_lengt
         write_conll([Sentence(s.id, s.tokens, p) for s, p in zip(gold, pred)], out / f"predictions_{split}.conll")
         log.info("%s: F1 %.4f (P %.4f, R %.4f)", split, scores[split]["f1"], scores[split]["precision"],
                  scores[split]["recall"])
+    # a file, not only manifest metrics: downstream keys cover files, and the scores also depend
+    # on the gold tags, which the predictions file does not hold
+    (out / "scores.json").write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return scores
 
 
@@ -81,11 +85,12 @@ def compute_train(ctx: StageContext) -> None:
     translations = {s.id: s for s in load_projected(ctx.inputs["project"])} if t.use_translations else {}
     items = [(s, translations.get(s.id)) for s in source]
     encoder = resolve_encoder(t.encoder, ctx.inputs, ctx.store_root)
+    seed_everything(ctx.seed)  # the new classifier and heads are random draws too
     model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
                        t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio, t.lcl_features)
     dev_name, dev = dev_set(ctx.inputs)
-    result = fit(model, items, loss, fit_settings(t, ctx.config.seed), dev=dev or None, log=ctx.log,
+    result = fit(model, items, loss, fit_settings(t, ctx.seed), dev=dev or None, log=ctx.log,
                  progress="training teacher")
     model.save(ctx.out / "model")
     save_curves(result, ctx.out)
@@ -109,11 +114,23 @@ def scores_headline(m: dict) -> str:
     return ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
 
 
+def train_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
+    target = ["target_dev.*", "target_test.*"] + (["target_unlabeled.*"] if config.train.encoder == TINY else [])
+    return {
+        "ingest": ("source_train.*", "source_dev.*"),
+        "ingest_target": tuple(target),
+        "project": ("projected.parquet",) if config.train.use_translations else (),
+    }
+
+
 STAGE = StageSpec(
     name="train",
     version="2",
     inputs=("ingest", "ingest_target", "project"),
     params=train_params,
+    reads=train_reads,
+    libraries=("torch", "transformers", "seqeval"),
+    model_params=("encoder",),
     compute=compute_train,
     headline=scores_headline,
     description="train the teacher: CE + TCL + LCL on source and projected translations",
