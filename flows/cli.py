@@ -76,7 +76,7 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     from concner.tasks.store import ArtifactStore
 
     config = load_config(config_path, overrides)
-    check_and_warn(config, err_console)  # every input read and checked before any stage starts
+    check_and_warn(config, err_console, _store_root(store, config))  # inputs and store checked before any stage
     root = _store_root(store, config)
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
@@ -130,7 +130,7 @@ def stage(
     from concner.tasks.store import ArtifactStore
 
     cfg = load_config(config, set_)
-    check_and_warn(cfg, err_console)  # every input read and checked before any stage starts
+    check_and_warn(cfg, err_console, _store_root(store, cfg))  # inputs and store checked before any stage
     root = _store_root(store, cfg)
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:
@@ -256,7 +256,7 @@ def verify(
     """Check artifacts byte for byte against their manifests (sha256 of every file).
 
     Exits 1 when something is corrupt (and was not repaired), 0 when all is intact."""
-    from rich.table import Table
+    import shutil
 
     from concner.tasks.registry import stage_of
     from concner.tasks.store import ArtifactStore
@@ -269,32 +269,27 @@ def verify(
     else:
         record = st.load_run(run_id)
         targets = [(stage_of(entry), info["key"]) for entry, info in record["stages"].items()]
-    table = Table(title=f"verify {st.root}")
-    for col in ("stage", "key", "state", "problem"):
-        table.add_column(col, overflow="fold")
+    say = lambda text, style=None: console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+    say(f"verify {st.root}")
     corrupt = 0
     for stage_name, key in targets:
         problems = st.problems(stage_name, key, full=True)
         if not problems:
-            table.add_row(stage_name, key, "[green]ok[/]", "")
+            say(f"  ok       {stage_name}/{key}", "green")
             continue
         corrupt += 1
-        state = "[red]corrupt[/]"
         if repair:
             st.remove(stage_name, key)
-            state = "[yellow]removed[/]"
-        table.add_row(stage_name, key, state, "\n".join(problems))
+        for problem in problems:
+            say(f"  {'removed' if repair else 'CORRUPT'}  {stage_name}/{key}: {problem}", "yellow" if repair else "red")
     leftovers = st.leftovers()
     for tmp in leftovers:
         if repair:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
-        table.add_row(tmp.parent.name, tmp.name, "[yellow]removed[/]" if repair else "[red]leftover[/]",
-                      "temporary folder of a writer that is gone")
-    console.print(table)
-    console.print(f"{len(targets)} artifacts checked, {corrupt} corrupt, {len(leftovers)} leftover temp folders"
-                  + (" (repaired: the next run recomputes what was removed)" if repair and (corrupt or leftovers) else ""))
+        say(f"  {'removed' if repair else 'LEFTOVER'} {tmp}: temporary folder of a writer that is gone",
+            "yellow" if repair else "red")
+    say(f"{len(targets)} artifacts checked, {corrupt} corrupt, {len(leftovers)} leftover temp folders"
+        + (" (repaired: the next run recomputes what was removed)" if repair and (corrupt or leftovers) else ""))
     if (corrupt or leftovers) and not repair:
         raise typer.Exit(1)
 

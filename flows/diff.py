@@ -39,7 +39,9 @@ class StageDiff:
     key_b: str | None
     status_b: str | None  # computed / reused in run B
     params: list[Change] = field(default_factory=list)  # the stage's own parameters that differ
-    inputs: list[str] = field(default_factory=list)  # upstream stages whose keys differ
+    inputs: list[str] = field(default_factory=list)  # upstream stages whose content (or key) differs
+    code: bool = False  # the fingerprint of the stage's source (or its version) differs
+    libraries: list[Change] = field(default_factory=list)  # numerics-relevant library versions that differ
     note: str = ""
 
     @property
@@ -52,7 +54,9 @@ class StageDiff:
             return "own params changed"
         if self.inputs:
             return "inputs changed"
-        return "code version changed"
+        if self.libraries:
+            return "library versions changed"
+        return "code changed"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,13 @@ def _stage_inputs(store: ArtifactStore, record: dict, stage: str) -> tuple[dict 
     return params, {dep: keys.get(dep) for dep in spec.inputs}, note
 
 
+def _material(store: ArtifactStore, record: dict, entry: str) -> dict | None:
+    info = record.get("stages", {}).get(entry)
+    manifest = store.manifest(registry.stage_of(entry), info["key"]) if info else None
+    material = (manifest or {}).get("key_material")
+    return material if material and {"params", "inputs", "code", "version", "libraries"} <= material.keys() else None
+
+
 def stage_diffs(store: ArtifactStore, a: dict, b: dict) -> list[StageDiff]:
     # record entries: stage names, and `stage@target` in multi-target runs (in run order)
     names = list(dict.fromkeys([*a.get("stages", {}), *b.get("stages", {})]))
@@ -135,6 +146,13 @@ def stage_diffs(store: ArtifactStore, a: dict, b: dict) -> list[StageDiff]:
             diff.inputs = [dep for dep in dict.fromkeys([*(inputs_a or {}), *(inputs_b or {})])
                            if (inputs_a or {}).get(dep) != (inputs_b or {}).get(dep)]
             diff.note = "; ".join(n for n in (note_a, note_b) if n)
+            material_a, material_b = _material(store, a, name), _material(store, b, name)
+            if material_a and material_b:  # what the keys cover: say exactly which part moved
+                diff.params = dict_changes(material_a["params"], material_b["params"])
+                diff.inputs = [dep for dep in dict.fromkeys([*material_a["inputs"], *material_b["inputs"]])
+                               if material_a["inputs"].get(dep) != material_b["inputs"].get(dep)]
+                diff.code = (material_a["code"], material_a["version"]) != (material_b["code"], material_b["version"])
+                diff.libraries = dict_changes(material_a["libraries"], material_b["libraries"])
         out.append(diff)
     return out
 
@@ -194,9 +212,13 @@ def _why(d: StageDiff) -> Text:
     if d.params:
         parts.append("own params: " + ", ".join(f"{c.key} {_short(c.old, 16)} → {_short(c.new, 16)}" for c in d.params))
     if d.inputs:
-        parts.append("inputs changed: " + ", ".join(d.inputs))
-    if d.verdict == "code version changed":
-        parts.append("same params and inputs: the stage's code version changed")
+        parts.append("inputs changed (content): " + ", ".join(d.inputs))
+    if d.code:
+        parts.append("code changed (source fingerprint or version)")
+    if d.libraries:
+        parts.append("libraries: " + ", ".join(f"{c.key} {c.old} → {c.new}" for c in d.libraries))
+    if d.verdict == "code changed" and not d.code:
+        parts.append("same params and inputs: the stage's code changed")
     if d.verdict.startswith("only"):
         parts.append(f"stage ran {d.verdict}")
     if d.note:

@@ -26,7 +26,7 @@ from prefect.states import Failed
 from concner.tasks import registry
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
-from concner.tasks.keys import key_material, key_of
+from concner.tasks.keys import code_fingerprint, key_material, key_of
 from concner.tasks.stage import StageContext, derive_seed
 from concner.tasks.store import ABSENT, ArtifactStore
 
@@ -88,6 +88,8 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
     """
     for name in force:
         registry.get(name)
+    for spec in registry.STAGES:  # fingerprint all code now: an edit during the run must not mix versions
+        code_fingerprint(spec.compute.__module__)
     names = [s.name for s in registry.STAGES]
     if until or only:
         names = registry.upstream_closure(registry.get(until or only).name)
@@ -167,11 +169,11 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
     that finds the artifact published once it holds the lock reuses it (unless forced)."""
     store = ArtifactStore(store_root)
     log = get_run_logger()
+    if not forced and store.exists(stage_name, key):
+        return _reused(stage_name, store, key, log)
     with store.lock(stage_name, key):
-        if not forced and store.exists(stage_name, key):
-            log.info("%s %s is in the store: reused", stage_name, key)
-            _publish_ui_artifact(stage_name, store, key)
-            return {"key": key, "seconds": 0.0, "computed": False}
+        if not forced and store.exists(stage_name, key):  # another process published it meanwhile
+            return _reused(stage_name, store, key, log)
         run_config = RunConfig.model_validate(config)
         planned = PlannedStage(stage_name, key, input_keys, params, "compute", material=material)
         try:
@@ -183,6 +185,12 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
             return Failed(message=str(err))
     _publish_ui_artifact(stage_name, store, key)
     return result
+
+
+def _reused(stage_name: str, store: ArtifactStore, key: str, log) -> dict:
+    log.info("%s %s is in the store: reused", stage_name, key)
+    _publish_ui_artifact(stage_name, store, key)
+    return {"key": key, "seconds": 0.0, "computed": False}
 
 
 def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> None:
@@ -272,6 +280,7 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
     try:
         for stage in plan:
             record["current_stage"] = stage.entry
+            store.save_run(record)
             if stage.key is None:  # its inputs were computed in this run: key them by content now
                 spec = registry.get(stage.name)
                 stage.input_keys = {dep: resolved.get((stage.target, dep)) or resolved[(None, dep)]

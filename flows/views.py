@@ -18,7 +18,7 @@ from rich.text import Text
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
 from concner.tasks.registry import stage_of
-from concner.tasks.store import ArtifactStore
+from concner.tasks.store import ABSENT, ArtifactStore
 from concner.tasks.tags import Span, spans
 
 _COLOURS = ["bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red"]
@@ -649,10 +649,20 @@ def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sen
                options: InspectOptions | None = None) -> None:
     options = options or InspectOptions(sentence_id=sentence_id)
     check_options(stage, options)
-    manifest = store.manifest(stage, key)
-    if manifest is None:
+    problems = store.problems(stage, key)
+    if problems == [ABSENT]:
         raise UserError(f"artifact {stage}/{key} is not in {store.root} (deleted? rerun the config to rebuild it)")
+    if problems:
+        raise UserError(f"artifact {stage}/{key} is corrupt: {'; '.join(problems)} "
+                        "(rerun the config to recompute it; `concner verify --all` checks the whole store)")
+    manifest = store.manifest(stage, key) or {}
     console.print(f"[bold]{stage}[/bold] {key}  {store.stage_dir(stage, key)}")
+    material = manifest.get("key_material")
+    if material:
+        inputs = ", ".join(f"{dep} {digest[:8]}" for dep, digest in material.get("inputs", {}).items()) or "none"
+        libraries = ", ".join(f"{k} {v}" for k, v in material.get("libraries", {}).items()) or "none"
+        console.print(f"key covers: code {material.get('code', '')[:8]} (v{material.get('version')}), "
+                      f"params, input content [{inputs}], libraries [{libraries}]", style="dim", highlight=False)
     inspector = INSPECTORS.get(stage)
     if inspector:
         inspector(console, store.stage_dir(stage, key), manifest, options.sentence_id, options)

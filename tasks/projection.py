@@ -5,8 +5,14 @@ Rules (after the alignment-based projection baselines of EasyProject / CODEC):
    minus pure punctuation.
 2. The candidates are split into contiguous runs; runs separated by a gap of one word are bridged
    (outcome `repaired`); otherwise the longest run is kept (also `repaired`, first run on ties).
+   The bridged word may be punctuation ("Juan , Pérez"): rule 1 only removes punctuation from
+   the candidates, so punctuation never starts or ends a span nor makes one on its own.
 3. Two projected spans that overlap are merged when they have the same type (`merged`); otherwise
    the longer keeps its words and the other is dropped (`collided`; the earlier source span wins ties).
+   Each span is checked against every span kept so far, a merged span again with its grown
+   extent, and a merged group that loses is dropped whole (every member `collided`). So the
+   spans of the successful outcomes (`projected`, `repaired`, `merged`) never overlap and are
+   exactly the entities of the target tags.
 4. A span with no candidate target word is dropped (`unaligned`).
 Every source entity gets exactly one outcome, so nothing is dropped without a count.
 """
@@ -66,29 +72,79 @@ def project_span(span: Span, alignment: Sequence[tuple[int, int]], target_tokens
     return EntityProjection(span.start, span.end, span.label, best[0], best[-1] + 1, outcome)
 
 
+SUCCESS = ("projected", "repaired", "merged")
+
+
+@dataclass
+class _Group:
+    """Kept projected spans that share one target span (more than one member after a merge)."""
+
+    start: int
+    end: int
+    label: str
+    members: list[int]  # positions in source order; members[0] is the earliest source span
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def overlaps(self, other: _Group) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def absorb(self, other: _Group) -> None:
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
+        self.members = sorted(self.members + other.members)
+
+    def beats(self, other: _Group) -> bool:
+        """The longer span keeps its words; on equal length the group holding the earlier source span."""
+        if len(self) != len(other):
+            return len(self) > len(other)
+        return self.members[0] < other.members[0]
+
+
 def resolve_overlaps(projections: list[EntityProjection]) -> list[EntityProjection]:
-    """Rule 3, applied in source order so the result does not depend on dict or set ordering."""
-    kept: list[EntityProjection] = []
-    for p in projections:
-        if p.target_start is None:
+    """Rule 3, applied in source order so the result does not depend on dict or set ordering.
+
+    The kept spans never overlap. Each new span first absorbs every kept span of its type that it
+    overlaps (the grown span is checked again after each merge). The merged group then has to
+    beat, at its grown length, every kept span of another type it overlaps: if it does, those
+    spans (all of their members) are dropped; if it loses to any of them, all of its members are
+    dropped and the others stay. Members of a kept group share its union span; the earliest keeps
+    its outcome, the others are `merged`. A dropped span is `collided` and keeps the target span
+    it would have had on its own. Updates `projections` in place and returns it.
+    """
+    order = sorted(range(len(projections)), key=lambda i: (projections[i].source_start, projections[i].source_end, i))
+    own = {i: (p.target_start, p.target_end) for i, p in enumerate(projections)}
+    kept: list[_Group] = []
+    lost: list[int] = []
+    for rank, i in enumerate(order):
+        p = projections[i]
+        if p.target_start is None or p.target_end is None or p.outcome not in SUCCESS:
             continue
-        for other in kept:
-            if other.target_start is None or p.target_start >= other.target_end or other.target_start >= p.target_end:
-                continue
-            if other.label == p.label:
-                other.target_start = min(other.target_start, p.target_start)
-                other.target_end = max(other.target_end, p.target_end)
-                p.outcome, p.target_start, p.target_end = "merged", other.target_start, other.target_end
+        group = _Group(p.target_start, p.target_end, p.label, [rank])
+        while True:
+            partner = next((g for g in kept if g.label == group.label and g.overlaps(group)), None)
+            if partner is None:
                 break
-            loser = p if (p.target_end - p.target_start) <= (other.target_end - other.target_start) else other
-            loser.outcome = "collided"
-            if loser is other:
-                other.target_start = other.target_end = None
-                kept.remove(other)
-                kept.append(p)
-            break
+            kept.remove(partner)
+            group.absorb(partner)
+        rivals = [g for g in kept if g.overlaps(group)]  # all of another type now
+        if all(group.beats(g) for g in rivals):
+            for g in rivals:
+                kept.remove(g)
+                lost.extend(g.members)
+            kept.append(group)
         else:
-            kept.append(p)
+            lost.extend(group.members)
+    for rank in lost:
+        i = order[rank]
+        projections[i].outcome = "collided"
+        projections[i].target_start, projections[i].target_end = own[i]
+    for group in kept:
+        for rank in group.members:
+            q = projections[order[rank]]
+            q.target_start, q.target_end = group.start, group.end
+            if rank != group.members[0]:
+                q.outcome = "merged"
     return projections
 
 
@@ -101,7 +157,7 @@ def project_sentence(
     target_spans = {
         (p.target_start, p.target_end, p.label)
         for p in projections
-        if p.outcome in ("projected", "repaired", "merged") and p.target_start is not None
+        if p.outcome in SUCCESS and p.target_start is not None
     }
     tags = spans_to_tags(len(target_tokens), [Span(s, e, label) for s, e, label in sorted(target_spans)])
     return tags, projections

@@ -2,10 +2,10 @@
 
 Layout under the root:
   stages/<stage>/<key>/manifest.json + files   one finished stage output
-  stages/<stage>/.<key>.lock                   held by the one process that may write <key>
-  stages/<stage>/.<key>.verified.json          size/mtime of files whose sha256 was last checked
   runs/<run-id>.json                           what a run used and computed
-  cache/                                       digests of local model folders
+  locks/<stage>.<key>.lock                     held by the one process that may write <key>
+  cache/verified/<stage>.<key>.json            size/mtime of files whose sha256 was last checked
+  cache/model-digests.json                     content digests of local model folders
 A stage writes into a temporary folder that is renamed into place only once its manifest is
 written, so a crash leaves no folder that the cache would take for a finished artifact.
 Reuse verifies what the manifest recorded: sizes always, sha256 whenever a file changed since it
@@ -94,8 +94,11 @@ class ArtifactStore:
     def stage_dir(self, stage: str, key: str) -> Path:
         return self.root / "stages" / stage / key
 
-    def _side_file(self, stage: str, key: str, suffix: str) -> Path:
-        return self.root / "stages" / stage / f".{key}.{suffix}"
+    def _lock_file(self, stage: str, key: str) -> Path:
+        return self.root / "locks" / f"{stage}.{key}.lock"
+
+    def _stamp_file(self, stage: str, key: str) -> Path:
+        return self.root / "cache" / "verified" / f"{stage}.{key}.json"
 
     def manifest(self, stage: str, key: str) -> dict | None:
         """The manifest of a finished, intact artifact (files present with their recorded sizes
@@ -129,7 +132,7 @@ class ArtifactStore:
         data = self._read_manifest(stage, key)
         if data is None:
             return [f"{folder / MANIFEST}: missing, unreadable or not this artifact's"]
-        stamp_path = self._side_file(stage, key, "verified.json")
+        stamp_path = self._stamp_file(stage, key)
         try:
             stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -160,9 +163,10 @@ class ArtifactStore:
         return found
 
     def _write_stamp(self, stage: str, key: str, manifest_stat: list[int], files: dict) -> None:
-        path = self._side_file(stage, key, "verified.json")
+        path = self._stamp_file(stage, key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps({"manifest": manifest_stat, "files": files}), encoding="utf-8")
             os.replace(tmp, path)
         except OSError:  # a read-only store can still be read; it just rehashes next time
@@ -185,8 +189,9 @@ class ArtifactStore:
         """Hold the one-writer lock of an artifact; temp folders left by dead writers of the same
         key are removed once it is held (a live writer would hold the lock)."""
         parent = self.stage_dir(stage, key).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self._side_file(stage, key, "lock")), timeout=timeout):
+        lock_file = self._lock_file(stage, key)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock_file), timeout=timeout):
             for leftover in list(parent.glob(f".{key}.tmp-*")) + list(parent.glob(f".{key}.old-*")):
                 shutil.rmtree(leftover, ignore_errors=True)
             yield
@@ -253,7 +258,7 @@ class ArtifactStore:
             old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
             os.replace(final, old)
             shutil.rmtree(old, ignore_errors=True)
-        self._side_file(stage, key, "verified.json").unlink(missing_ok=True)
+        self._stamp_file(stage, key).unlink(missing_ok=True)
 
     def artifacts(self) -> list[tuple[str, str]]:
         """(stage, key) of every artifact folder in the store, intact or not."""
@@ -270,7 +275,7 @@ class ArtifactStore:
         for tmp in sorted((self.root / "stages").glob("*/.*.tmp-*")) + sorted((self.root / "stages").glob("*/.*.old-*")):
             key = tmp.name[1:].split(".", 1)[0]
             try:
-                with FileLock(str(tmp.parent / f".{key}.lock"), timeout=0):
+                with FileLock(str(self._lock_file(tmp.parent.name, key)), timeout=0):
                     found.append(tmp)
             except TimeoutError:
                 continue

@@ -130,10 +130,33 @@ def test_padding_does_not_change_outputs(tiny_model):
     assert torch.allclose(a.logits[0], p.logits[0, :t], atol=1e-5)
 
 
-def test_sentence_pool_leaves_out_specials():
+def test_masked_mean_averages_only_masked_positions():
     hidden = torch.tensor([[[1.0], [2.0], [4.0], [100.0]]])
     assert masked_mean(hidden, torch.tensor([[0, 1, 1, 0]])).item() == pytest.approx(3.0)
     assert masked_mean(hidden, torch.tensor([[0, 0, 0, 0]])).item() == 0.0
+
+
+def test_sentence_pool_leaves_out_specials(tiny_model):
+    sentences = [["Johanneson", "lives", "in", "Heidelberg"], ["Hello"]]
+    enc = encode_words(tiny_model.tokenizer, sentences, None, max_length=32)
+    batch = collate(tiny_model.tokenizer, enc, range(len(sentences)))
+    # word positions only: no [CLS], no [SEP], no padding (the second row is padded)
+    content = torch.zeros_like(batch["attention_mask"])
+    for b, word_ids in enumerate(enc["word_ids"]):
+        content[b, : len(word_ids)] = torch.tensor([w is not None for w in word_ids])
+    assert content.sum().item() == batch["attention_mask"].sum().item() - 2 * len(sentences)
+    assert (batch["attention_mask"] == 0).any()
+    with torch.no_grad():
+        out = tiny_model(batch["input_ids"], batch["attention_mask"])
+        hidden = tiny_model.token_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                        output_hidden_states=True).hidden_states[-1]
+        over_words = tiny_model.sentence_head(masked_mean(hidden, content))
+        over_attended = tiny_model.sentence_head(masked_mean(hidden, batch["attention_mask"]))
+        over_all = tiny_model.sentence_head(hidden.mean(dim=1))
+    assert torch.allclose(out.sentence_emb, over_words, atol=1e-5)
+    # pooling [CLS]/[SEP] (or padding too) would give a clearly different embedding
+    for wrong in (over_attended, over_all):
+        assert (out.sentence_emb - wrong).abs().amax(dim=-1).min().item() > 1e-3
 
 
 def test_save_load_roundtrip_identical_outputs(tiny_model, tmp_path):

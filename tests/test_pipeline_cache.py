@@ -113,11 +113,19 @@ def test_bad_config_key_is_named(cli, project, override, message):
     assert stage_folders(store) == set()
 
 
-def test_stage_command_needs_upstream_artifacts(cli, project):
+@pytest.mark.parametrize("name, upstream", [("project", "ingest, ingest_target, translate"),
+                                            ("train", "ingest, ingest_target, translate, project")])
+def test_stage_command_needs_upstream_artifacts(cli, project, name, upstream):
     config, store = project
-    code, _, err = cli("stage", "ingest", config, "--store", store)
-    assert code == 0, err
-    assert last_run(store)["stages"]["ingest"]["status"] == "computed"
+    code, out, err = cli("stage", name, config, "--store", store)
+    assert code == 2, (out, err)
+    assert f"stage {name!r} needs {upstream} first" in err
+    assert f"concner run CONFIG --until {name}" in err
+    assert "Traceback" not in err + out
+    # nothing written for the stage: no artifact folder, no temporary folder, no run record
+    stages = store / "stages"
+    assert not stages.exists() or not any(stages.rglob("*")), sorted(stages.rglob("*"))
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())
 
 
 def test_overrides_do_not_leak_into_the_callers_config():
