@@ -10,6 +10,7 @@ task then returns at once without computing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import TaskRunContext
+from prefect.exceptions import ExternalSignal
 from prefect.states import Failed
 
 from concner.tasks import registry
@@ -178,6 +180,14 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
         planned = PlannedStage(stage_name, key, input_keys, params, "compute", material=material)
         try:
             result = compute_stage(run_config, store, planned, log)
+        except OSError as err:
+            if err.errno not in _STORE_WRITE_ERRNOS:
+                raise
+            # the temporary folder is gone already (store.writing); nothing half-written is published
+            message = (f"{stage_name}: cannot write to the store {store.root}: {err.strerror}"
+                       + (f" ({err.filename})" if err.filename else "") + "; free space or fix permissions, then rerun")
+            USER_ERRORS.add(message)
+            return Failed(message=message)
         except UserError as err:
             # A Failed state instead of an exception: Prefect logs no traceback for the user's
             # mistake, and the CLI prints the message once (the console filter hides Prefect's copy).
@@ -209,6 +219,8 @@ def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> Non
 
 
 USER_ERRORS: set[str] = set()  # user errors this process reported through Failed states
+# a full disk, a read-only or foreign-owned store: the user's to fix, not a bug to trace back
+_STORE_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 class _HideUserErrorEchoes(logging.Filter):
@@ -318,7 +330,7 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         else:
             record["status"] = "completed"
             record.pop("current_stage", None)
-    except (KeyboardInterrupt, SystemExit) as err:
+    except (KeyboardInterrupt, SystemExit, ExternalSignal) as err:  # Ctrl-C, SIGTERM (Prefect's TerminationSignal)
         record.update(status="interrupted", failed_stage=record.get("current_stage"),
                       error=f"interrupted ({type(err).__name__}) during {record.get('current_stage')}")
         raise
@@ -329,7 +341,11 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         record["ended"] = time.time()
         record["scores"] = _collect_scores(store, record)
         store.save_run(record)
-        _publish_run_summary(record)
+        try:
+            _publish_run_summary(record)
+        except Exception:  # an interrupted run may have lost its server: the record on disk is what counts
+            if record["status"] == "completed":
+                raise
     return record
 
 

@@ -1,7 +1,8 @@
 """Run configuration: one YAML file per run, validated by pydantic; unknown keys are errors.
 
 Relative paths in the file are resolved against the folder of the config file, so a config
-works from any working directory.
+works from any working directory. Errors name the file, the line of the key and the key path
+(`run.yaml, line 12: train.epochs: ...`), or the --set that gave the value.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import ValidationInfo
 
 from concner.tasks.errors import UserError
 
@@ -37,6 +39,20 @@ class IngestConfig(_Section):
     long_sentences: Literal["reject", "split"] = "reject"
     repair_tags: bool = False
     max_unlabeled: int | None = Field(None, ge=1)
+    # The entity types the run expects, e.g. [PER, ORG, LOC]: any other tag type in a labeled file
+    # is an error at its line. None: types come from the data, and a type that one labeled file
+    # has and another lacks is only a warning (corpora legitimately differ: CoNLL MISC).
+    entity_types: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("entity_types")
+    @classmethod
+    def _types_not_tags(cls, types: list[str] | None) -> list[str] | None:
+        for t in types or ():
+            if not re.fullmatch(r"\S+", t) or t == "O":
+                raise ValueError(f"{t!r} is not an entity type name (one word, e.g. PER)")
+            if re.match(r"[BIESLU]-", t):
+                raise ValueError(f"list entity types, not tags: write {t[2:]!r}, not {t!r}")
+        return types
 
 
 class TranslateConfig(_Section):
@@ -154,6 +170,12 @@ class RunConfig(_Section):
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     distill: DistillConfig = DistillConfig()
 
+    @field_validator("target_lang")
+    @classmethod
+    def _target_differs(cls, lang: str | None, info: ValidationInfo) -> str | None:
+        _check_differs(lang, info.data.get("source_lang"))
+        return lang
+
     @model_validator(mode="after")
     def _targets_are_named_once(self) -> "RunConfig":
         if not self.targets:
@@ -187,14 +209,27 @@ class RunConfig(_Section):
         """
         if not self.targets:
             return [(None, self)]
-        out = []
+        return [(target.branch, self.branch_config(target)) for target in self.targets]
+
+    def branch_config(self, target: TargetConfig) -> "RunConfig":
         base = self.model_dump()
-        for target in self.targets:
-            raw = {**base, "targets": [], "target_lang": target.lang,
-                   "data": {**base["data"], **target.data.model_dump()},
-                   "translate": {**base["translate"], **target.translate.model_dump(exclude_none=True)}}
-            out.append((target.branch, RunConfig.model_validate(raw)))
-        return out
+        raw = {**base, "targets": [], "target_lang": target.lang,
+               "data": {**base["data"], **target.data.model_dump()},
+               "translate": {**base["translate"], **target.translate.model_dump(exclude_none=True)}}
+        return RunConfig.model_validate(raw)
+
+
+def _same_language(lang: str | None, source: str | None) -> str | None:
+    if lang and source and lang.strip().casefold() == source.strip().casefold():
+        return (f"{lang!r} is the same language as source_lang: the pipeline transfers from the source "
+                "language to a different target language; set it to the language of the target files")
+    return None
+
+
+def _check_differs(lang: str | None, source: str | None) -> None:
+    problem = _same_language(lang, source)
+    if problem:
+        raise ValueError(problem)
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -214,23 +249,60 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         if "=" not in pair:
             raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.epochs=2")
         key, raw = pair.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise UserError(
+                f"--set {pair!r}: the value {raw!r} is not valid YAML ({getattr(err, 'problem', None) or err}); "
+                "e.g. --set 'train.epochs=2', a list as --set 'key=[a, b]', text with YAML characters quoted: "
+                "--set 'key=\"[text\"'"
+            ) from None
+        out.append((key.strip(), value))
     return out
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config"]
+KeyPath = tuple[str, ...]
+
+
+class _Where:
+    """Where a config value came from: its line in the file, or the --set that gave it."""
+
+    def __init__(self, source: str, lines: dict[KeyPath, int] | None, overrides: list[str]):
+        self.source = source
+        self.lines = lines or {}
+        self.overrides = [(tuple(pair.split("=", 1)[0].strip().split(".")), pair) for pair in overrides]
+
+    def __call__(self, loc: KeyPath, prefix: KeyPath = ()) -> tuple[str, KeyPath]:
+        """(place, key path) for an error at `loc`; `prefix` is tried first (a target's own keys)."""
+        for path in ([prefix + loc] if prefix else []) + [loc]:
+            for key, pair in reversed(self.overrides):  # the last --set of a key wins
+                if path[: len(key)] == key:
+                    return f"--set {pair}", path
+            if path in self.lines:
+                return f"{self.source}, line {self.lines[path]}", path
+        return self.source, prefix + loc
+
+
+def _format_validation(err: ValidationError, where: _Where, prefix: KeyPath = ()) -> str:
+    problems = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if not e["loc"]:  # a rule across keys (model validator): its message says it all
-            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
-        elif e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+        loc = tuple(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if not loc:  # a rule across keys (model validator): its message says it all
+            problems.append(f"{where.source}: {msg}")
+            continue
+        place, path = where(loc, prefix)
+        key = ".".join(path)
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{place}: {key}: unknown key")
         elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
+            problems.append(f"{place}: {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            got = f" (got {e.get('input')!r})" if e["type"] != "value_error" else ""
+            problems.append(f"{place}: {key}: {msg}{got}")
+    if len(problems) == 1:
+        return problems[0]
+    return f"{where.source}: invalid config ({len(problems)} problems)\n" + "\n".join("  " + p for p in problems)
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:
@@ -245,29 +317,83 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
             setattr(model, name, (base / value).resolve())
 
 
-def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overrides: list[str] = ()) -> RunConfig:
+def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overrides: list[str] = (),
+                     lines: dict[KeyPath, int] | None = None) -> RunConfig:
+    """Validate a config; `lines` (key path -> line in `source`) lets errors say where a key is."""
     raw = copy.deepcopy(raw)  # overrides must never leak into the caller's (possibly shared) dict
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(raw, key, value)
+    where = _Where(source, lines, list(overrides))
     try:
         config = RunConfig.model_validate(raw)
-        config.branches()  # a target's translate override must make a valid translate section
     except ValidationError as err:
-        raise UserError(_format_validation(err, source)) from None
+        raise UserError(_format_validation(err, where)) from None
+    for i, target in enumerate(config.targets):
+        problem = _same_language(target.lang, config.source_lang)
+        if problem:
+            place, path = where(("targets", str(i), "lang"))
+            raise UserError(f"{place}: {'.'.join(path)}: {problem}")
+        try:  # a target's translate override must make a valid translate section
+            config.branch_config(target)
+        except ValidationError as err:
+            raise UserError(_format_validation(err, where, ("targets", str(i)))) from None
     _resolve_paths(config, base_dir)
     return config
+
+
+def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
+    """The YAML document and the line (1-based) of every key and list item, by key path.
+
+    A key given twice in one mapping is an error: YAML loaders silently keep the last value.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[KeyPath, int] = {}
+        if node is not None:
+            _key_lines(node, (), lines, source)
+        return (loader.construct_document(node) if node is not None else None), lines
+    finally:
+        loader.dispose()
+
+
+def _key_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], source: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = key_node.value, key_node.start_mark.line + 1
+            if key in seen:
+                raise UserError(f"{source}, line {line}: {'.'.join(path + (key,))}: key given twice "
+                                f"(first at line {seen[key]}); remove one")
+            seen[key] = line
+            lines[path + (key,)] = line
+            _key_lines(value_node, path + (key,), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (str(i),)] = item.start_mark.line + 1
+            _key_lines(item, path + (str(i),), lines, source)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: config file not found")
+        raise UserError(f"{path}: is a folder, expected a config file" if path.is_dir() else f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        byte = err.object[err.start]
+        raise UserError(f"{path}, line {line}: not UTF-8 text (byte 0x{byte:02x} cannot be decoded)") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read: {err.strerror or err}") from None
+    try:
+        raw, lines = _yaml_with_lines(text, str(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a YAML mapping of config keys")
-    return config_from_dict(raw, base_dir=path.parent.resolve(), source=str(path), overrides=overrides)
+    return config_from_dict(raw, base_dir=path.parent.resolve(), source=str(path), overrides=overrides, lines=lines)

@@ -4,11 +4,17 @@ Reading auto-detects what real corpora vary in: tab or space separation, two or 
 (token first, tag last, middle columns kept), IOB1/IOB2/BIOES tags (converted to IOB2),
 `-DOCSTART-` lines, WikiANN's `lang:` token prefixes, a UTF-8 BOM and CRLF line ends.
 Every problem is reported as an InputFileError naming the file and line.
+
+Lines end at \n, \r\n or \r only: the other characters that Python's str.splitlines() also
+breaks at (\x0b, \x0c, \x1c-\x1e, \x85, \u2028, \u2029) occur inside real web text, and
+breaking there would shift every later line number and, in a line-aligned file, every pair.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +22,17 @@ from typing import Literal
 
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import InputFileError
-from concner.tasks.tags import TagError, detect_scheme, to_iob2
+from concner.tasks.tags import TagError, dangling_inside, detect_scheme, starts_after_outside, to_iob2
 
 _LANG_PREFIX = re.compile(r"^[a-z]{2,3}:(?=.)")
+_LINE_END = re.compile(r"\r\n|\n|\r")
+
+# The longest token a reader accepts, in characters. Real words are far shorter: the longest
+# tokens in CoNLL-2003, WikiANN and MasakhaNER are URLs and chemical names of at most a few
+# hundred characters. A longer "token" is a file whose separators were lost (a whole sentence
+# or document on one line, binary data, a minified blob): reading it would give one token that
+# the subword tokenizer cuts into thousands of pieces or truncates away, with no error anywhere.
+MAX_TOKEN_CHARS = 1000
 LongPolicy = Literal["reject", "split"]
 
 
@@ -39,23 +53,69 @@ class ReadReport:
     sentences_split: int = 0
     tags_ignored: bool = False
     tags_repaired: int = 0
+    first_repair_line: int | None = None  # where the first repaired tag (IOB2) or sequence (BIOES) is
 
 
-def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.is_dir():
-        raise InputFileError(path, "is a folder, expected a file")
-    raw = path.read_bytes()
+def check_input_file(path: Path, what: str | None = None) -> None:
+    """Raise InputFileError unless `path` is an existing regular file; `what` names the config key."""
+    key = f" ({what})" if what else ""
     try:
-        text = raw.decode("utf-8-sig")
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            problem = f"broken symbolic link: it points to {os.readlink(path)}, which does not exist"
+        else:
+            problem = "file not found"
+        raise InputFileError(path, problem + key) from None
+    except NotADirectoryError:
+        blocker = next((p for p in reversed(path.parents) if p.is_file()), None)
+        problem = f"file not found: {blocker} is a file, not a folder" if blocker else "file not found"
+        raise InputFileError(path, problem + key) from None
+    except OSError as err:
+        raise InputFileError(path, f"cannot be opened: {err.strerror or err}{key}") from None
+    if stat.S_ISDIR(mode):
+        raise InputFileError(path, f"is a folder, expected a file{key}")
+    if not stat.S_ISREG(mode):
+        raise InputFileError(path, f"is not a regular file (a pipe, socket or device), expected a file{key}")
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, an optional BOM dropped); every failure as an InputFileError."""
+    check_input_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        problem = f"cannot be read: {err.strerror or err} (check the file's permissions and the disk)"
+        raise InputFileError(path, problem) from None
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputFileError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} cannot be decoded)", line) from None
-    lines = text.splitlines()  # handles \n, \r\n and \r alike
+
+
+def _read_lines(path: Path) -> list[str]:
+    lines = _LINE_END.split(_read_text(path))
+    if lines and lines[-1] == "":
+        lines.pop()  # the final line end ends the last line; it does not start another
     if not any(line.strip() for line in lines):
         raise InputFileError(path, "file is empty (no sentences)")
     return lines
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """A line quoted for a message, shortened: a broken line can be megabytes long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+def _check_token(path: Path, token: str, line: int) -> None:
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InputFileError(
+            path,
+            f"a token of {len(token):,} characters (the limit is {MAX_TOKEN_CHARS:,}; it starts {token[:40]!r}): "
+            "are the separators between tokens or lines missing?",
+            line,
+        )
 
 
 def _split_blocks(path: Path, lines: list[str]) -> tuple[list[_Block], str, int]:
@@ -75,12 +135,15 @@ def _split_blocks(path: Path, lines: list[str]) -> tuple[list[_Block], str, int]
         cols = [c.strip() for c in cols]
         if sep == "\t" and cols and cols[-1] == "":
             cols = cols[:-1]  # a trailing tab is formatting, not an empty column
+        if cols:
+            _check_token(path, cols[0], number)
         if not columns:
             columns = len(cols)
         if len(cols) != columns:
-            raise InputFileError(path, f"{len(cols)} columns where the file has {columns} ({line.strip()!r})", number)
+            problem = f"{len(cols)} columns where the file has {columns} ({_show(line.strip())})"
+            raise InputFileError(path, problem, number)
         if any(not c for c in cols):
-            raise InputFileError(path, f"empty column in {line!r}", number)
+            raise InputFileError(path, f"empty column in {_show(line)}", number)
         if current is None:
             current = _Block(number, [])
         current.rows.append(cols)
@@ -138,6 +201,9 @@ def read_conll(
     """Read a CoNLL file. Labeled: the tag is the last column (two or more columns needed).
 
     `repair_tags` reads invalid BIOES sequences leniently and counts them instead of failing.
+    In an IOB2 file (one where B- starts entities after O), an I-X that continues no X entity is
+    always read as conlleval does (it starts an entity) and counted in `tags_repaired`; in an IOB1
+    file that is how entities start, so nothing is counted there.
     Unlabeled (`labeled=False`): the first column holds tokens; any further columns are ignored
     and reported as `tags_ignored`.
     """
@@ -155,12 +221,19 @@ def read_conll(
             tokens = [_LANG_PREFIX.sub("", t) for t in tokens]
         tags = extra = None
         if labeled:
+            raw_tags = [row[-1] for row in block.rows]
             try:
-                tags, repaired = to_iob2([row[-1] for row in block.rows], scheme, repair=repair_tags)  # type: ignore[arg-type]
+                tags, repaired = to_iob2(raw_tags, scheme, repair=repair_tags)  # type: ignore[arg-type]
             except TagError as err:
                 hint = " (set ingest.repair_tags=true to read it as conlleval does, counting each repair)"
                 raise InputFileError(path, str(err) + hint, block.line + err.index) from None
+            first = block.line if repaired else None
+            if scheme == "IOB2":
+                dangling = dangling_inside(raw_tags)
+                repaired, first = len(dangling), (block.line + dangling[0] if dangling else None)
             report.tags_repaired += repaired
+            if report.first_repair_line is None:
+                report.first_repair_line = first
             extra = [[row[c] for row in block.rows] for c in range(1, columns - 1)]
         sentence = Sentence(0, tokens, tags, extra or [], block.line)
         pieces = _limit_length(sentence, max_tokens, long_sentences, path)
@@ -172,14 +245,18 @@ def read_conll(
 
 
 def _detect_scheme(path: Path, blocks: list[_Block]) -> str:
-    """The file's tag scheme; an unreadable tag is reported at its line."""
+    """The file's tag scheme: 'BIOES', 'IOB2' (a B- tag starts an entity after O or at a sentence
+    start somewhere) or 'IOB1'; an unreadable tag is reported at its line."""
+    iob2 = False
     for block in blocks:
+        tags = [row[-1] for row in block.rows]
         try:
-            if detect_scheme([[row[-1] for row in block.rows]]) == "BIOES":
+            if detect_scheme([tags]) == "BIOES":
                 return "BIOES"
         except TagError as err:
             raise InputFileError(path, str(err), block.line + err.index) from None
-    return "IOB"
+        iob2 = iob2 or starts_after_outside(tags)
+    return "IOB2" if iob2 else "IOB1"
 
 
 def looks_like_conll(path: str | Path) -> bool:
@@ -213,13 +290,42 @@ def read_unlabeled(
     for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
-        sentence = Sentence(0, word_tokenize(line), None, [], number)
+        sentence = _line_sentence(path, line, number, word_tokenize)
         pieces = _limit_length(sentence, max_tokens, long_sentences, path)
         report.sentences_split += len(pieces) - 1
         sentences.extend(pieces)
     for i, s in enumerate(sentences):
         s.id = i
     return sentences, report
+
+
+def _line_sentence(path: Path, line: str, number: int, tokenize) -> Sentence:
+    tokens = tokenize(line)
+    for token in tokens:
+        _check_token(path, token, number)
+    return Sentence(0, tokens, None, [], number)
+
+
+def read_aligned_lines(path: str | Path) -> tuple[list[Sentence], ReadReport]:
+    """One sentence per line, line-aligned with another file: sentence i is line i + 1.
+
+    The reader for parallel text (translations, references). Unlike `read_unlabeled`, an empty
+    line is kept as an empty sentence (no tokens), since skipping it would pair every later line
+    with the wrong source. Lines end at "\n" only (a trailing "\r" is dropped), so the count
+    agrees with `wc -l` even when a sentence holds other Unicode line separators; a final "\n"
+    ends the last line and does not start another.
+    """
+    from concner.tasks.wordtok import word_tokenize
+
+    path = Path(path)
+    lines = _read_text(path).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    sentences = [_line_sentence(path, line.removesuffix("\r"), number, word_tokenize)
+                 for number, line in enumerate(lines, start=1)]
+    for i, s in enumerate(sentences):
+        s.id = i
+    return sentences, ReadReport("lines", 1, None, False)
 
 
 def write_conll(sentences: Sequence[Sentence], path: str | Path) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from concner.tasks.config import RunConfig
-from concner.tasks.conll import ReadReport, read_conll, read_unlabeled, write_conll
+from concner.tasks.conll import ReadReport, check_input_file, read_conll, read_unlabeled, write_conll
 from concner.tasks.corpus import Sentence, corpus_stats, entity_types, from_frame, to_frame
-from concner.tasks.errors import UserError
+from concner.tasks.errors import InputFileError, UserError
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
 
@@ -39,7 +39,8 @@ def sample_covering_types(sentences: Sequence[Sentence], n: int, seed: int) -> l
     rng = random.Random(seed)
     types = entity_types(sentences)
     if n < len(types):
-        raise UserError(f"ingest.sample_size={n} cannot cover the {len(types)} entity types {types}")
+        raise UserError(f"ingest.sample_size={n} cannot cover the {len(types)} entity types {types} of the source "
+                        f"training data: set it to at least {len(types)}")
     by_type: dict[str, list[int]] = {t: [] for t in types}
     for i, s in enumerate(sentences):
         for label in {e.label for e in s.entities}:
@@ -67,10 +68,15 @@ def split_paths(config: RunConfig, splits: Sequence[str] = SPLITS) -> dict[str, 
 def _file_digests(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
     files = split_paths(config, splits)
     for split, path in files.items():
-        if not path.is_file():
-            raise UserError(f"{path}: file not found (data.{split})")
+        check_input_file(path, f"data.{split}")
     # contents, not locations, decide whether the artifact is still valid
-    return {split: file_digest(path) for split, path in files.items()}
+    digests = {}
+    for split, path in files.items():
+        try:
+            digests[split] = file_digest(path)
+        except OSError as err:
+            raise InputFileError(path, f"cannot be read: {err.strerror or err} (data.{split})") from None
+    return digests
 
 
 def reading_params(config: RunConfig) -> dict[str, Any]:
@@ -122,7 +128,9 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
         write_conll(sentences, ctx.out / f"{split}.conll")
         stats[split] = {**corpus_stats(sentences), "file": str(path), "sentences_in_file": full, "read": vars(report)}
         if report.tags_repaired:
-            ctx.log.warning("%s: %d invalid BIOES sequences repaired", path, report.tags_repaired)
+            what = "I- tags that continue no entity" if report.scheme == "IOB2" else "invalid BIOES sequences"
+            ctx.log.warning("%s: %d %s repaired (first at line %s)", path, report.tags_repaired, what,
+                            report.first_repair_line)
         ctx.log.info("ingest %s: %d sentences from %s", split, len(sentences), path)
     return stats
 

@@ -43,7 +43,8 @@ def parse_tag(tag: str, index: int = 0) -> tuple[str, str | None]:
 
 
 def detect_scheme(tag_sequences: Sequence[Sequence[str]]) -> str:
-    """'BIOES' when any E-/S- tag occurs, else 'IOB' (IOB1 and IOB2 read the same way)."""
+    """'BIOES' when any E-/S- tag occurs, else 'IOB' (IOB1 and IOB2 convert the same way;
+    `starts_after_outside` tells them apart where the difference matters: repairs)."""
     for tags in tag_sequences:
         for i, tag in enumerate(tags):
             if parse_tag(tag, i)[0] in ("E", "S"):
@@ -65,6 +66,31 @@ def iob_to_iob2(tags: Sequence[str]) -> list[str]:
             out.append(tag)
         else:
             out.append(f"B-{typ}")
+        prev_type = typ
+    return out
+
+
+def starts_after_outside(tags: Sequence[str]) -> bool:
+    """True when a B- tag starts an entity at the sentence start or after O: the mark of IOB2.
+
+    In IOB1, I- starts entities and B- only separates two adjacent entities of the same type, so
+    a B- tag always follows an I- or B- tag of its own type there.
+    """
+    return any(tag.startswith("B-") and (i == 0 or tags[i - 1] == "O") for i, tag in enumerate(tags))
+
+
+def dangling_inside(tags: Sequence[str]) -> list[int]:
+    """Positions of I-X tags that continue no X entity (after O, at the start, or after another type).
+
+    Normal in IOB1; in an IOB2 file each one is a broken sequence that conlleval reads as the start
+    of an entity (which is what iob_to_iob2 does), so a reader counts them as repairs.
+    """
+    out = []
+    prev_type: str | None = None
+    for i, tag in enumerate(tags):
+        prefix, typ = parse_tag(tag, i)
+        if prefix == "I" and prev_type != typ:
+            out.append(i)
         prev_type = typ
     return out
 

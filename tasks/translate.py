@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from concner.tasks.errors import InputFileError, UserError
+from concner.tasks.errors import UserError
 from concner.tasks.wordtok import detokenize, word_tokenize
 
 
@@ -273,34 +273,3 @@ def round_trip_chrf(sources: Sequence[str], back_translations: Sequence[str]) ->
     """
     corpus, per_sentence = score_translations(back_translations, sources)
     return corpus["chrf"], per_sentence
-
-
-# --------------------------------------------------------------------------- parallel backend
-
-
-def read_parallel_lines(path: str | Path, expected: int, source_path: str | Path) -> list[str]:
-    """Read a one-sentence-per-line translation file that must match the source sentence for sentence.
-
-    Lines end at '\\n' only (a trailing '\\r' is dropped), so the count agrees with `wc -l` even when
-    a sentence contains other Unicode line separators. An empty line is an empty translation.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found" if not path.exists() else "is not a file")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputFileError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} cannot be decoded)", line) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start another
-    lines = [line.removesuffix("\r") for line in lines]
-    if len(lines) != expected:
-        raise UserError(
-            f"parallel translation file {path} has {len(lines)} lines but source file {source_path} has "
-            f"{expected} sentences; the translation file needs exactly one line per source sentence, "
-            f"in the same order (an empty line for an empty sentence)"
-        )
-    return lines

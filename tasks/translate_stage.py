@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from concner.tasks.config import RunConfig
-from concner.tasks.conll import looks_like_conll, read_conll, read_unlabeled
+from concner.tasks.conll import looks_like_conll, read_aligned_lines, read_conll, read_unlabeled
 from concner.tasks.errors import UserError
 from concner.tasks.ingest import load_split
-from concner.tasks.model_refs import resolve_translator
+from concner.tasks.model_refs import TINY, resolve_translator
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
 from concner.tasks.wordtok import detokenize
@@ -39,6 +39,9 @@ def translate_params(config: RunConfig) -> dict[str, Any]:
         if not t.parallel_file.is_file():
             raise UserError(f"{t.parallel_file}: file not found (translate.parallel_file)")
         params["parallel_file"] = file_digest(t.parallel_file)
+        # sentence i of the parallel file pairs with sentence i of the full source file, which
+        # the sampled source artifact alone does not pin down
+        params["source_file"] = file_digest(config.data.source_train) if config.data.source_train.is_file() else None
         for name in MARIAN_ONLY:
             params.pop(name)
     else:
@@ -58,7 +61,12 @@ def default_model(config: RunConfig) -> str:
 
 
 def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContext) -> tuple[list[list[str]], list | None]:
-    """Translation tokens per source line, and gold target tags when the file is labeled CoNLL."""
+    """Translation tokens per source sentence, and gold target tags when the file is labeled CoNLL.
+
+    A CoNLL file pairs sentence by sentence; any other file line by line (`read_aligned_lines`:
+    an empty line is an empty translation, and only "\n" ends a line). Only `ctx.config` is read,
+    so the preflight check passes any object with a `config`.
+    """
     tags = None
     if looks_like_conll(path):
         try:
@@ -66,12 +74,16 @@ def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContex
             tags = [s.tags for s in sentences]
         except UserError:
             sentences, _ = read_unlabeled(path, fmt="conll")
+        unit = "sentences"
     else:
-        sentences, _ = read_unlabeled(path, fmt="lines")
+        sentences, _ = read_aligned_lines(path)
+        unit = "lines"
     if len(sentences) != expected:
         raise UserError(
-            f"{path} has {len(sentences)} sentences but the source file {source_path} has {expected}: "
+            f"{path} has {len(sentences)} {unit} but the source file {source_path} has {expected} sentences: "
             "a parallel file must be aligned sentence by sentence with the source"
+            + (" (one line per source sentence, in the same order; an empty line for an empty sentence)"
+               if unit == "lines" else "")
         )
     return [s.tokens for s in sentences], tags
 
@@ -177,11 +189,20 @@ def _headline(m: dict) -> str:
     return f"{m['kept']}/{m['sentences']} translations ({m['backend']}){score}"
 
 
+def translate_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
+    t = config.translate
+    tiny = t.backend == "marian" and TINY in (t.model, t.reverse_model)  # built from the target text too
+    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",) if tiny else ()}
+
+
 STAGE = StageSpec(
     name="translate",
     version="1",
     inputs=("ingest", "ingest_target"),
     params=translate_params,
+    reads=translate_reads,
+    libraries=("torch", "transformers", "sacrebleu"),
+    model_params=("model", "reverse_model"),
     compute=compute_translate,
     headline=_headline,
     description="translate source sentences (MarianMT or an existing parallel file)",

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.conll import read_conll, read_unlabeled, write_conll
+from concner.tasks.conll import (
+    MAX_TOKEN_CHARS,
+    check_input_file,
+    read_aligned_lines,
+    read_conll,
+    read_unlabeled,
+    write_conll,
+)
 from concner.tasks.errors import InputFileError
 from concner.tasks.tags import bioes_to_iob2, iob_to_iob2, spans
 from tests.conftest import shared
@@ -62,7 +69,7 @@ def test_bioes_and_iob2_files_of_same_corpus_give_same_entities(tmp_path):
     iob2_file = tmp_path / "es.iob2"
     iob2_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     iob2, report2 = read_conll(iob2_file)
-    assert report2.scheme == "IOB" and len(iob2) == len(bioes)
+    assert report2.scheme == "IOB2" and len(iob2) == len(bioes)
     # compare where the BIOES is valid; the few broken sequences have no single IOB2 reading
     raw_tags = [[row.split("\t")[2] for row in block.splitlines()] for block in _blocks(path)]
     valid = [i for i, tags in enumerate(raw_tags) if _strict_ok(tags)]
@@ -158,3 +165,88 @@ def test_unlabeled_lines_and_conll(tmp_path):
     sentences, report = read_unlabeled(conll)
     assert [s.tokens for s in sentences] == [["El", "Real"], ["Juan"]] and report.tags_ignored
     assert sentences[0].tags is None
+
+
+# --------------------------------------------------------------------------- IOB1 / IOB2 repairs
+
+IOB2_WITH_DANGLING_I = "John\tB-PER\nlives\tO\nin\tO\nMadrid\tI-LOC\n\nParis\tI-LOC\nand\tO\nRome\tB-LOC\n"
+IOB1 = "John\tI-PER\nlives\tO\nin\tI-LOC\n\nParis\tI-LOC\nRome\tB-LOC\nand\tO\nAna\tI-PER\n"
+
+
+def test_iob2_file_counts_an_i_tag_that_continues_nothing(tmp_path):
+    sentences, report = read_conll(write(tmp_path / "iob2.conll", IOB2_WITH_DANGLING_I))
+    assert report.scheme == "IOB2"
+    assert report.tags_repaired == 2 and report.first_repair_line == 4
+    # read as conlleval reads it: the dangling I-LOC starts an entity
+    assert sentences[0].tags == ["B-PER", "O", "O", "B-LOC"] and sentences[1].tags == ["B-LOC", "O", "B-LOC"]
+
+
+def test_iob1_file_reads_without_repairs(tmp_path):
+    sentences, report = read_conll(write(tmp_path / "iob1.conll", IOB1))
+    assert report.scheme == "IOB1" and report.tags_repaired == 0 and report.first_repair_line is None
+    assert sentences[0].tags == ["B-PER", "O", "B-LOC"]
+    assert sentences[1].tags == ["B-LOC", "B-LOC", "O", "B-PER"]
+
+
+def test_valid_iob2_file_has_no_repairs(tmp_path):
+    _, report = read_conll(write(tmp_path / "ok.conll", "New\tB-LOC\nYork\tI-LOC\nis\tO\n\nAna\tB-PER\n"))
+    assert report.scheme == "IOB2" and report.tags_repaired == 0
+
+
+# --------------------------------------------------------------------------- lines, tokens and unreadable paths
+
+
+def test_only_newlines_end_lines(tmp_path):
+    """\u2028, \x85, \x0c inside a token do not break the line (str.splitlines would)."""
+    f = write(tmp_path / "u.conll", "a\u2028b\tB-PER\nc\x85d\tO\n\nd\x0ce\tB-LOC\n")
+    sentences, _ = read_conll(f)
+    assert [s.tokens for s in sentences] == [["a\u2028b", "c\x85d"], ["d\x0ce"]]
+    assert sentences[1].line == 4
+
+
+def test_over_long_token_is_rejected_at_its_line(tmp_path):
+    f = write(tmp_path / "long.conll", "a\tO\n\n" + "x" * (MAX_TOKEN_CHARS + 1) + "\tO\n")
+    with pytest.raises(InputFileError, match="a token of 1,001 characters") as info:
+        read_conll(f)
+    assert info.value.line == 3 and len(str(info.value)) < 400
+    write(tmp_path / "ok.conll", "a\tO\n\n" + "x" * MAX_TOKEN_CHARS + "\tO\n")
+    assert len(read_conll(tmp_path / "ok.conll")[0]) == 2
+    lines = write(tmp_path / "u.txt", "Una frase .\nOtra frase más .\n" + "y" * 1_000_000 + "\n")
+    with pytest.raises(InputFileError, match="line 3: a token of 1,000,000 characters"):
+        read_unlabeled(lines)
+
+
+def test_aligned_lines_keep_empty_lines_and_split_at_newline_only(tmp_path):
+    f = write(tmp_path / "es.txt", "José vive en Madrid .\r\n\r\nLa oficina\u2028está aquí .\n")
+    sentences, _ = read_aligned_lines(f)
+    assert [s.tokens for s in sentences] == [
+        ["José", "vive", "en", "Madrid", "."], [], ["La", "oficina", "está", "aquí", "."]]
+    assert [s.id for s in sentences] == [0, 1, 2] and [s.line for s in sentences] == [1, 2, 3]
+    assert len(read_aligned_lines(write(tmp_path / "no-final-newline.txt", "a\n\nb"))[0]) == 3
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("folder", "is a folder, expected a file"),
+    ("missing", "file not found"),
+    ("under_a_file", "is a file, not a folder"),
+    ("broken_link", "broken symbolic link"),
+])
+def test_paths_that_are_no_file(tmp_path, kind, problem):
+    path = {"folder": tmp_path, "missing": tmp_path / "nope.conll",
+            "under_a_file": write(tmp_path / "f", "a\tO\n") / "x.conll", "broken_link": tmp_path / "link.conll"}[kind]
+    if kind == "broken_link":
+        path.symlink_to(tmp_path / "gone.conll")
+    with pytest.raises(InputFileError, match=problem):
+        check_input_file(path, "data.source_train")
+    with pytest.raises(InputFileError, match=problem):
+        read_conll(path)
+
+
+def test_read_failure_names_the_file(tmp_path):
+    """A file that exists but cannot be read (here /proc/self/mem: EIO even for root; chmod 000 does
+    not stop root) gives one InputFileError, not an OSError traceback."""
+    mem = Path("/proc/self/mem")
+    if not mem.is_file():
+        pytest.skip("needs Linux /proc")
+    with pytest.raises(InputFileError, match=r"/proc/self/mem: cannot be read: Input/output error"):
+        read_conll(mem)

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from concner.models.tiny import build_tiny_marian
-from concner.tasks.errors import InputFileError, UserError
+from concner.tasks.errors import UserError
 from concner.tasks.translate import (
     default_model_name,
     load_translator,
-    read_parallel_lines,
     round_trip_chrf,
     score_translations,
     translate_sentences,
@@ -210,19 +209,55 @@ def test_round_trip_chrf_ranks_faithful_back_translations_higher():
 # --------------------------------------------------------------------------- parallel file
 
 
-def test_parallel_lines_must_match_the_source_count(tmp_path):
-    path = tmp_path / "es.txt"
-    path.write_bytes("José vive en Madrid .\r\n\r\nLa oficina\u2028está aquí .\n".encode())
-    assert read_parallel_lines(path, 3, "en.conll") == ["José vive en Madrid .", "", "La oficina\u2028está aquí ."]
+def test_parallel_lines_stay_paired_through_the_translate_stage(cli, tmp_path):
+    """A line-aligned translation file with an empty line in the middle and a \\u2028 inside a
+    line: every later translation still pairs with its own source sentence, the empty one is
+    marked empty (and not kept), and the count check counts "\\n"-ended lines."""
+    import json
 
-    with pytest.raises(UserError) as err:
-        read_parallel_lines(path, 4, "data/en.conll")
-    message = str(err.value)
-    assert str(path) in message and "data/en.conll" in message
-    assert "3 lines" in message and "4 sentences" in message
+    import pandas as pd
 
-    with pytest.raises(InputFileError, match="file not found"):
-        read_parallel_lines(tmp_path / "missing.txt", 1, "en.conll")
+    from concner.tasks.conll import read_conll
+    from concner.tasks.store import ArtifactStore
+    from tests.conftest import SAMPLES
+
+    n = 8
+    english, _ = read_conll(SAMPLES / "en_train.conll")
+    spanish, _ = read_conll(SAMPLES / "es_train.conll")
+    source = tmp_path / "en.conll"
+    source.write_text("\n".join("\n".join(f"{t}\t{g}" for t, g in zip(s.tokens, s.tags)) + "\n" for s in english[:n]),
+                      encoding="utf-8")
+    lines = [detokenize(s.tokens) for s in spanish[:n]]
+    lines[3] = ""  # an empty translation
+    words = lines[5].split(" ")
+    lines[5] = " ".join(words[:2]) + "\u2028" + " ".join(words[2:])  # a Unicode line separator inside a line
+    parallel = tmp_path / "es.txt"
+    parallel.write_bytes("\r\n".join(lines[:4]).encode() + b"\r\n" + "\n".join(lines[4:]).encode() + b"\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({
+        "name": "lines", "target_lang": "es", "data": {"source_train": str(source)},
+        "translate": {"backend": "parallel", "parallel_file": str(parallel)},
+    }), encoding="utf-8")
+    store = tmp_path / "store"
+
+    code, out, err = cli("run", config, "--until", "translate", "--store", store)
+    assert code == 0, err[-2000:]
+    run = ArtifactStore(store).list_runs()[-1]
+    frame = pd.read_parquet(store / "stages" / "translate" / run["stages"]["translate"]["key"] / "translations.parquet")
+    assert list(frame["id"]) == list(range(n))
+    for row in frame.itertuples():
+        assert row.source_text == detokenize(english[row.id].tokens)
+        assert list(row.translation_tokens) == word_tokenize(lines[row.id])
+        assert row.empty == (row.id == 3) and row.kept == (row.id != 3)
+    assert list(frame.loc[5, "translation_tokens"]) == spanish[5].tokens  # \\u2028 only separates words
+    assert list(frame.loc[7, "translation_tokens"]) == spanish[7].tokens
+
+    # one line fewer (the last) is a count mismatch, named with both files, before any stage runs
+    parallel.write_bytes(parallel.read_bytes().rsplit(b"\n", 2)[0] + b"\n")
+    code, out, err = cli("run", config, "--until", "translate", "--store", tmp_path / "store2")
+    assert code == 2 and "Traceback" not in out + err
+    assert f"{parallel} has 7 lines but the source file {source} has 8 sentences" in err
+    assert not (tmp_path / "store2" / "stages").exists()
 
 
 # --------------------------------------------------------------------------- word tokenization

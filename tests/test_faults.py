@@ -1,0 +1,74 @@
+"""Faults: a store that cannot be written, a disk that fills up during a stage, SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from concner.tasks.store import ArtifactStore
+from tests.conftest import REPO
+from tests.test_trust import SMALL, _concner, _env, _server_children
+
+DEMO = REPO / "configs" / "demo.yaml"
+
+
+def test_store_that_cannot_be_written_is_one_clean_error(cli, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store should be")
+    code, out, err = cli("run", DEMO, "--store", blocker / "store", *SMALL)
+    assert code == 2
+    assert err.count("is a file, not a folder") == 1 and "Traceback" not in err + out
+    assert str(blocker / "store") in err
+
+
+def test_disk_full_during_a_stage_leaves_nothing_half_written(cli, tmp_path, monkeypatch):
+    import concner.tasks.store as store_module
+
+    real_publish = store_module.ArtifactStore._publish
+
+    def full_disk(tmp: Path, final: Path) -> None:
+        if final.parent.name == "translate":
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "translations.parquet"))
+        real_publish(tmp, final)
+
+    monkeypatch.setattr(store_module.ArtifactStore, "_publish", staticmethod(full_disk))
+    root = tmp_path / "store"
+    code, out, err = cli("run", DEMO, "--store", root, "--until", "translate", *SMALL)
+    assert code == 2, err[-2000:]
+    assert err.count("No space left on device") == 1 and "Traceback" not in err
+    assert "cannot write to the store" in err
+    record = ArtifactStore(root).list_runs()[-1]
+    assert record["status"] == "failed" and record["failed_stage"] == "translate"
+    assert not (root / "stages" / "translate").exists() or not list((root / "stages" / "translate").iterdir())
+    monkeypatch.undo()
+    code, out, err = cli("run", DEMO, "--store", root, "--until", "translate", *SMALL)
+    assert code == 0, err[-2000:]
+    assert ArtifactStore(root).list_runs()[-1]["stages"]["translate"]["status"] == "computed"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the server process")
+def test_sigterm_during_training_is_recorded_and_cleans_up(tmp_path):
+    root = tmp_path / "store"
+    proc = subprocess.Popen(_concner("run", DEMO, "--store", root, "--until", "train", *SMALL),
+                            env=_env(tmp_path, None), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((root / "stages" / "train").glob(".*.tmp-*")):
+        assert proc.poll() is None, "the run ended before training started"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    deadline = time.time() + 10
+    while time.time() < deadline and _server_children(proc.pid):
+        time.sleep(0.2)
+    assert _server_children(proc.pid) == []
+    record = ArtifactStore(root).list_runs()[-1]
+    assert record["status"] == "interrupted" and record["failed_stage"] == "train"
+    assert not list((root / "stages").glob("*/.*"))  # the temp folder went with the interrupted writer
