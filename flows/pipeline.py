@@ -52,6 +52,14 @@ class PlannedStage:
         return self.name if self.target is None else f"{self.name}@{self.target}"
 
 
+def read_inputs(spec, config: RunConfig) -> tuple[str, ...]:
+    """The upstream stages whose files `spec` reads with this config (an input it reads nothing
+    from, e.g. the target text for a translator that is not built from it, is left out: its
+    artifact neither enters the key nor has to exist first)."""
+    reads = spec.reads(config) if spec.reads is not None else {}
+    return tuple(dep for dep in spec.inputs if reads.get(dep) != ())
+
+
 def _resolve_key(stage: PlannedStage, store: ArtifactStore) -> bool:
     """Fill in the key from the inputs' content; False while an input artifact is not in the store."""
     if any(k is None for k in stage.input_keys.values()):
@@ -113,7 +121,7 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
             if is_shared and name in shared:
                 in_branch[name] = shared[name]
                 continue
-            deps = {dep: in_branch[dep] for dep in spec.inputs}
+            deps = {dep: in_branch[dep] for dep in read_inputs(spec, branch_config)}
             # an input computed in this run has no content yet, hence this stage no key yet
             input_keys = {dep: (None if d.action == "compute" else d.key) for dep, d in deps.items()}
             stage = PlannedStage(name, None, input_keys, spec.params(branch_config), "compute",
@@ -296,7 +304,7 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
             if stage.key is None:  # its inputs were computed in this run: key them by content now
                 spec = registry.get(stage.name)
                 stage.input_keys = {dep: resolved.get((stage.target, dep)) or resolved[(None, dep)]
-                                    for dep in spec.inputs}
+                                    for dep in read_inputs(spec, stage.config or config)}
                 if not _resolve_key(stage, store):
                     raise RuntimeError(f"{stage.entry}: inputs {stage.input_keys} are not in the store after computing them")
                 _decide(stage, store)

@@ -231,3 +231,29 @@ def test_kill_9_during_training_then_rerun(cli, tmp_path):
     assert {e for e, s in statuses(rerun).items() if s == "reused"} == {"ingest", "ingest_target", "translate", "project"}
     assert statuses(rerun)["train"] == "computed"
     assert not list((store_root / "stages").glob("*/.*"))
+
+
+def test_a_target_text_change_recomputes_only_the_stages_that_read_it(cli, demo_run):
+    """ingest.max_unlabeled changes the unlabeled text only: the parallel translations stay; the
+    demo's project and train use `tiny` models, built from that text, so they are keyed by it."""
+    code, out, err = cli("run", DEMO, "--store", demo_run.store, *FAST, "--set", "ingest.max_unlabeled=50", "--dry-run")
+    assert code == 0, err
+    plan = dict(item.split() for item in out.split("plan:", 1)[1].split(","))
+    assert plan["ingest"] == "reuse" and plan["translate"] == "reuse"
+    assert plan["ingest_target"] == "compute" and plan["project"] == "compute"
+
+
+def test_stages_with_real_models_do_not_read_the_unlabeled_text():
+    from concner.tasks.config import config_from_dict
+    from concner.tasks.project_stage import project_reads
+    from concner.tasks.teacher_stage import train_reads
+    from concner.tasks.translate_stage import translate_reads
+
+    raw = {"target_lang": "es", "data": {"source_train": "x.conll"}}
+    real = config_from_dict(raw, base_dir=REPO)
+    tiny = config_from_dict(raw, base_dir=REPO, overrides=["project.aligner_model=tiny", "train.encoder=tiny",
+                                                            "translate.model=tiny"])
+    for reads in (project_reads, train_reads, translate_reads):
+        assert not any("target_unlabeled" in p for p in reads(real)["ingest_target"])
+        assert any("target_unlabeled" in p for p in reads(tiny)["ingest_target"])
+    assert train_reads(config_from_dict(raw, base_dir=REPO, overrides=["train.use_translations=false"]))["project"] == ()

@@ -1,0 +1,58 @@
+"""What a stage key covers: code found through imports, local model folders by content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import concner.tasks.keys as keys
+
+
+def _fake_package(tmp_path: Path, monkeypatch) -> dict[str, Path]:
+    files = {
+        "concner.fake.stage": "from concner.fake import helper\n\ndef compute():\n    from .lazy import go\n",
+        "concner.fake.helper": "X = 1\n",
+        "concner.fake.lazy": "def go():\n    return 2\n",
+        "concner.fake.unused": "Y = 3\n",
+    }
+    paths = {}
+    for name, source in files.items():
+        paths[name] = tmp_path / (name.rsplit(".", 1)[1] + ".py")
+        paths[name].write_text(source)
+    monkeypatch.setattr(keys, "_module_file", lambda name: str(paths[name]) if name in paths else None)
+    return paths
+
+
+def test_code_fingerprint_follows_imports_including_lazy_and_relative_ones(tmp_path, monkeypatch):
+    paths = _fake_package(tmp_path, monkeypatch)
+    fingerprint = keys.code_fingerprint.__wrapped__  # uncached: the files change below
+    before = fingerprint("concner.fake.stage")
+    paths["concner.fake.unused"].write_text("Y = 4\n")
+    assert fingerprint("concner.fake.stage") == before  # not imported: not covered
+    paths["concner.fake.lazy"].write_text("def go():\n    return 3\n")  # imported inside a function
+    after_lazy = fingerprint("concner.fake.stage")
+    assert after_lazy != before
+    paths["concner.fake.helper"].write_text("X = 2\n")  # imported as `from package import module`
+    assert fingerprint("concner.fake.stage") != after_lazy
+
+
+def test_local_model_folder_is_keyed_by_content_not_path(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "config.json").write_text('{"hidden_size": 8}')
+        (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    cache = tmp_path / "cache"
+    params_a = keys.keyed_params({"encoder": str(a), "lr": 1}, ("encoder",), cache)
+    params_b = keys.keyed_params({"encoder": str(b), "lr": 1}, ("encoder",), cache)
+    assert params_a == params_b and params_a["encoder"] != str(a)
+    assert keys.keyed_params({"encoder": "bert-base-multilingual-cased"}, ("encoder",), cache) == {
+        "encoder": "bert-base-multilingual-cased"}
+
+    hashed = []
+    real_digest = keys.file_digest
+    monkeypatch.setattr(keys, "file_digest", lambda p: hashed.append(p) or real_digest(p))
+    keys.keyed_params({"encoder": str(a)}, ("encoder",), cache)
+    assert hashed == []  # unchanged folder: the cached digest (path, size, mtime) is used
+    (a / "model.safetensors").write_bytes(b"\x01" * 64)  # same size, new content and mtime
+    changed = keys.keyed_params({"encoder": str(a)}, ("encoder",), cache)
+    assert hashed and changed != params_a
