@@ -72,3 +72,20 @@ def test_sigterm_during_training_is_recorded_and_cleans_up(tmp_path):
     record = ArtifactStore(root).list_runs()[-1]
     assert record["status"] == "interrupted" and record["failed_stage"] == "train"
     assert not list((root / "stages").glob("*/.*"))  # the temp folder went with the interrupted writer
+
+
+def test_a_user_error_inside_a_stage_is_printed_once(prefect_server, tmp_path):
+    """Not caught by preflight (a model is not a data file): the stage fails, Prefect must not echo it."""
+    from tests.test_trust import _test_server_url
+
+    proc = subprocess.run(
+        _concner("run", DEMO, "--store", tmp_path / "store", "--until", "train", *SMALL,
+                 "--set", "train.encoder=/nonexistent/encoder"),
+        env=_env(tmp_path, _test_server_url()), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert output.count("cannot load encoder '/nonexistent/encoder'") == 1, output[-3000:]
+    assert "Traceback" not in output and "NoneType: None" not in output
+    record = ArtifactStore(tmp_path / "store").list_runs()[-1]
+    assert record["status"] == "failed" and record["failed_stage"] == "train"
+    assert not (tmp_path / "store" / "stages" / "train").exists() or not list((tmp_path / "store" / "stages" / "train").iterdir())
