@@ -49,6 +49,9 @@ class DistillLoss:
         for b, (_, probs) in enumerate(batch):
             rows = mask[b].nonzero(as_tuple=True)[0]
             teacher[b, rows] = torch.from_numpy(probs[positions[b, rows]])
+        unlabeled = torch.isnan(teacher).any(dim=-1)  # words the teacher did not see (past its max_length)
+        mask &= ~unlabeled
+        teacher = torch.nan_to_num(teacher, nan=0.0)
         teacher, mask = teacher.to(device), mask.to(device)
         logits = model(tensors["input_ids"].to(device), tensors["attention_mask"].to(device)).logits.float()
         terms = {"distill": distillation_loss(logits, teacher, mask, kind=self.kind, temperature=self.temperature)}
@@ -84,7 +87,7 @@ def compute_distill(ctx: StageContext) -> None:
     seed_everything(ctx.seed)  # the student's new classifier and heads are random draws too
     student = ConcNerModel.from_encoder(encoder, labels).to(pick_device())
     loss = DistillLoss(d.loss, d.temperature, d.hard_label_confidence, d.max_length)
-    dev_name, dev = dev_set(ctx.inputs)
+    dev_name, dev = dev_set(ctx.inputs, d.select_on)
     result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.seed), dev=dev or None,
                  log=ctx.log, progress="distilling student")
     student.save(ctx.out / "model")
@@ -96,7 +99,8 @@ def compute_distill(ctx: StageContext) -> None:
         dev_set=dev_name,
         best_epoch=result.best_epoch,
         epochs=result.epochs,
-        scores=score_target_sets(student, ctx.inputs, ctx.out, max_length=d.max_length, log=ctx.log),
+        scores=score_target_sets(student, ctx.inputs, ctx.out, max_length=d.max_length, log=ctx.log,
+                                 selected_on=dev_name),
     )
 
 

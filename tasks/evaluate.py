@@ -31,11 +31,13 @@ def predict_probs(
     batch_size: int = 32,
     max_length: int = 128,
     progress: str | None = None,
+    uncovered_nan: bool = False,
 ) -> list[np.ndarray]:
     """Per-word label distributions [n_words, C] (float32) for each sentence, in input order.
 
-    Batches are sorted by length so padding stays small; words cut by max_length get a
-    confident O (see `word_predictions`).
+    Batches are sorted by length so padding stays small. Words cut by max_length get a confident
+    O (see `word_predictions`), what a tagger outputs for them; with `uncovered_nan` their rows
+    are NaN instead, so that a soft label is never invented for a word the model did not see.
     """
     model.eval()
     tokenizer = model.tokenizer
@@ -50,7 +52,9 @@ def predict_probs(
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             for row, i in enumerate(idx):
-                words, _ = word_predictions(probs[row], enc["word_ids"][row], enc["n_words"][row])
+                words, covered = word_predictions(probs[row], enc["word_ids"][row], enc["n_words"][row])
+                if uncovered_nan:
+                    words[~covered] = float("nan")
                 out[i] = words.numpy()
             advance(len(idx))
     return out  # type: ignore[return-value]

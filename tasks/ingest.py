@@ -89,6 +89,7 @@ def ingest_params(config: RunConfig) -> dict[str, Any]:
         "files": _file_digests(config, SOURCE_SPLITS),
         **reading_params(config),
         "sample_size": config.ingest.sample_size,
+        "source_dev_size": None if config.data.source_dev is not None else config.ingest.source_dev_size,
         "sample_seed": config.ingest.sample_seed if config.ingest.sample_seed is not None else config.seed,
     }
 
@@ -108,6 +109,21 @@ def compute_ingest(ctx: StageContext) -> None:
     ctx.metrics["entity_types"] = sorted(ctx.metrics["splits"]["source_train"]["entities"])
 
 
+def held_out_dev_size(config: RunConfig, sentences_in_file: int) -> int:
+    """Source sentences held out as the selection split when the run has no source_dev file."""
+    if config.data.source_dev is not None:
+        return 0
+    return min(config.ingest.source_dev_size, sentences_in_file // 10)
+
+
+def hold_out_dev(sentences: Sequence[Sentence], n: int, seed: int) -> tuple[list[Sentence], list[Sentence]]:
+    """(rest, held-out dev): n sentences drawn with `seed`, both in file order with their ids."""
+    if n <= 0:
+        return list(sentences), []
+    chosen = set(random.Random(f"source-dev:{seed}").sample(range(len(sentences)), n))
+    return ([s for i, s in enumerate(sentences) if i not in chosen], [s for i, s in enumerate(sentences) if i in chosen])
+
+
 def compute_ingest_target(ctx: StageContext) -> None:
     ctx.metrics["target_lang"] = ctx.config.target_lang
     ctx.metrics["splits"] = _ingest_splits(ctx, TARGET_SPLITS)
@@ -119,13 +135,20 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
     for split, path in split_paths(config, splits).items():
         sentences, report = read_split(config, split, path)
         full = len(sentences)
+        seed = config.seed if config.ingest.sample_seed is None else config.ingest.sample_seed
+        if split == "source_train":
+            # the selection split comes out first, so the sample never holds its sentences
+            sentences, held_out = hold_out_dev(sentences, held_out_dev_size(config, full), seed)
+            if held_out:
+                _write_split(ctx, "source_dev", held_out)
+                stats["source_dev"] = {**corpus_stats(held_out), "file": str(path), "sentences_in_file": full,
+                                       "held_out_from": "source_train", "read": vars(report)}
+                ctx.log.info("ingest source_dev: %d sentences held out of %s for model selection", len(held_out), path)
         if split == "source_train" and config.ingest.sample_size:
-            seed = config.seed if config.ingest.sample_seed is None else config.ingest.sample_seed
             sentences = sample_covering_types(sentences, config.ingest.sample_size, seed)
         if split == "target_unlabeled" and config.ingest.max_unlabeled:
             sentences = sentences[: config.ingest.max_unlabeled]
-        to_frame(sentences).to_parquet(ctx.out / f"{split}.parquet", index=False)
-        write_conll(sentences, ctx.out / f"{split}.conll")
+        _write_split(ctx, split, sentences)
         stats[split] = {**corpus_stats(sentences), "file": str(path), "sentences_in_file": full, "read": vars(report)}
         if report.tags_repaired:
             what = "I- tags that continue no entity" if report.scheme == "IOB2" else "invalid BIOES sequences"
@@ -133,6 +156,11 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
                             report.first_repair_line)
         ctx.log.info("ingest %s: %d sentences from %s", split, len(sentences), path)
     return stats
+
+
+def _write_split(ctx: StageContext, split: str, sentences: Sequence[Sentence]) -> None:
+    to_frame(sentences).to_parquet(ctx.out / f"{split}.parquet", index=False)
+    write_conll(sentences, ctx.out / f"{split}.conll")
 
 
 def load_split(folder: Path, split: str) -> list[Sentence]:

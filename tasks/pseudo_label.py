@@ -64,16 +64,20 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     if not sentences:
         raise UserError("pseudo-labeling needs unlabeled target text: set data.target_unlabeled")
     teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
+    # words past the teacher's max_length get NaN rows: no label is invented for them, the
+    # student's loss skips them and they do not count towards a sentence's confidence
     probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
-                          max_length=ctx.params["max_length"], progress="pseudo-labeling")
-    tags = probs_to_tags(probs, teacher.labels)
-    word_conf = [pr.max(axis=-1) for pr in probs]
+                          max_length=ctx.params["max_length"], progress="pseudo-labeling", uncovered_nan=True)
+    covered = [~np.isnan(pr).any(axis=-1) for pr in probs]
+    tags = probs_to_tags([np.nan_to_num(pr, nan=0.0) for pr in probs], teacher.labels)  # uncovered: O
+    word_conf = [np.where(c, np.nan_to_num(pr, nan=0.0).max(axis=-1), np.nan) for pr, c in zip(probs, covered)]
     frame = pd.DataFrame({
         "id": [s.id for s in sentences],
         "tokens": [s.tokens for s in sentences],
         "tags": tags,
         "word_confidence": [c.astype(np.float32) for c in word_conf],
-        "confidence": [float(c.mean()) if len(c) else 0.0 for c in word_conf],
+        "covered": [c.tolist() for c in covered],
+        "confidence": [float(np.nanmean(c)) if c.size and not np.isnan(c).all() else 0.0 for c in word_conf],
         "entities": [len(spans(t)) for t in tags],
     })
     frame["kept"] = filter_mask(frame, min_confidence=p.min_confidence, require_entity=p.require_entity,
@@ -88,6 +92,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     ctx.metrics.update(
         labels=teacher.labels,
         sentences=len(frame),
+        words_not_labeled=int(sum((~c).sum() for c in covered)),  # cut by the teacher's max_length
         kept=len(kept),
         dropped=len(frame) - len(kept),
         entities=dict(sorted(per_type.items())),

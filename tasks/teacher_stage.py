@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ import pandas as pd
 from concner.tasks.config import RunConfig
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types, label_list
+from concner.tasks.errors import UserError
 from concner.tasks.evaluate import evaluate_model, pick_device
 from concner.tasks.ingest import corpus_split
 from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.tags import spans
 from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit, seed_everything
 
 EVAL_SETS = ("target_dev", "target_test")
@@ -34,19 +36,55 @@ def train_params(config: RunConfig) -> dict[str, Any]:
     return {**config.train.model_dump(mode="json"), "seed": config.seed}
 
 
-def dev_set(inputs: Mapping[str, Path]) -> tuple[str | None, list[Sentence]]:
-    """Target dev when the run has one (the paper's model selection), else source dev."""
-    for split in ("target_dev", "source_dev"):
-        sentences = corpus_split(inputs, split)
-        if sentences:
-            return split, sentences
-    return None, []
+def dev_set(inputs: Mapping[str, Path], select_on: str = "source_dev") -> tuple[str | None, list[Sentence]]:
+    """The selection split: source dev by default (held out of the labeled source data when the
+    run has no source_dev file), target dev only when the config asks for it (train.select_on)."""
+    sentences = corpus_split(inputs, select_on)
+    return (select_on, sentences) if sentences else (None, [])
 
 
-def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_length: int, log) -> dict:
-    """Scores on every labeled target set of the run; predictions written as CoNLL beside them."""
+class TeacherDidNotLearn(UserError):
+    """The guard: a teacher this weak must not feed pseudo-labeling."""
+
+
+# below a tenth of the gold entities predicted, a teacher has learned (almost) nothing, whatever its F1
+MIN_PREDICTED_ENTITY_RATIO = 0.1
+
+
+def check_teacher(model, split: str | None, dev: Sequence[Sentence], *, max_length: int, min_f1: float | None,
+                  settings: FitSettings, steps: int, log) -> dict | None:
+    """Score the selected teacher on its selection split and stop the run when it learned nothing.
+
+    Returns the selection figures (recorded apart from the results: this split chose the epoch)."""
+    if not dev:
+        log.warning("no selection split (no source_dev, and too few source sentences to hold one out): "
+                    "the last epoch is kept and the teacher is not checked")
+        return None
+    scores, pred = evaluate_model(model, dev, batch_size=EVAL_BATCH_SIZE, max_length=max_length)
+    predicted = sum(len(spans(p)) for p in pred)
+    gold = sum(len(spans(s.tags)) for s in dev)
+    figures = {"split": split, "f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
+               "predicted_entities": predicted, "gold_entities": gold, "mode": scores["mode"]}
+    if min_f1 is not None and (scores["f1"] < min_f1 or predicted < MIN_PREDICTED_ENTITY_RATIO * gold):
+        raise TeacherDidNotLearn(
+            f"the teacher learned (almost) nothing: on its selection split {split} it predicts {predicted} "
+            f"entities for {gold} gold ones, F1 {100 * scores['f1']:.1f} (floor: train.min_selection_f1 = "
+            f"{min_f1}, and at least {MIN_PREDICTED_ENTITY_RATIO:.0%} of the gold entities), after {steps} "
+            f"optimizer steps at learning rate {settings.learning_rate}. Pseudo-labels from it would be noise. "
+            "Try more steps (train.epochs, train.min_steps), another train.learning_rate, smaller "
+            "train.lambda_tcl / train.lambda_lcl, or check the projected labels (`concner inspect latest --stage "
+            "project`); to go on anyway: --set train.min_selection_f1=null")
+    return figures
+
+
+def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_length: int, log,
+                      selected_on: str | None = None) -> dict:
+    """Scores on every labeled target set of the run but the selection split (its score chose the
+    epoch, so it is no result); predictions written as CoNLL beside them."""
     scores = {}
     for split in EVAL_SETS:
+        if split == selected_on:
+            continue
         gold = corpus_split(inputs, split)
         if not gold:
             continue
@@ -88,10 +126,13 @@ def compute_train(ctx: StageContext) -> None:
     seed_everything(ctx.seed)  # the new classifier and heads are random draws too
     model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
-                       t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio, t.lcl_features)
-    dev_name, dev = dev_set(ctx.inputs)
-    result = fit(model, items, loss, fit_settings(t, ctx.seed), dev=dev or None, log=ctx.log,
-                 progress="training teacher")
+                       t.tcl_temperature, t.lcl_temperature, t.lcl_o_mode, t.lcl_o_ratio, t.lcl_features,
+                       t.balance)
+    dev_name, dev = dev_set(ctx.inputs, t.select_on)
+    settings = fit_settings(t, ctx.seed)
+    result = fit(model, items, loss, settings, dev=dev or None, log=ctx.log, progress="training teacher")
+    selection = check_teacher(model, dev_name, dev, max_length=t.max_length, min_f1=t.min_selection_f1,
+                              settings=settings, steps=len(result.steps), log=ctx.log)
     model.save(ctx.out / "model")
     save_curves(result, ctx.out)
     ctx.metrics.update(
@@ -101,23 +142,26 @@ def compute_train(ctx: StageContext) -> None:
         train_pairs=sum(tgt is not None for _, tgt in items),
         train_sources=len(items),
         dev_set=dev_name,
+        selection=selection,
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
         epochs=result.epochs,
         final_loss_terms={k: v for k, v in result.steps[-1].items() if k not in ("step", "epoch", "lr")},
-        scores=score_target_sets(model, ctx.inputs, ctx.out, max_length=t.max_length, log=ctx.log),
+        scores=score_target_sets(model, ctx.inputs, ctx.out, max_length=t.max_length, log=ctx.log,
+                                 selected_on=dev_name),
     )
 
 
 def scores_headline(m: dict) -> str:
     s = m.get("scores", {})
-    return ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
+    text = ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
+    return text + (f" (selected on {m['dev_set']})" if m.get("dev_set") else "")
 
 
 def train_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     target = ["target_dev.*", "target_test.*"] + (["target_unlabeled.*"] if config.train.encoder == TINY else [])
     return {
-        "ingest": ("source_train.*", "source_dev.*"),
+        "ingest": ("source_train.*", "source_dev.*"),  # source_dev: the selection split by default
         "ingest_target": tuple(target),
         "project": ("projected.parquet",) if config.train.use_translations else (),
     }

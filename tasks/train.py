@@ -36,6 +36,7 @@ class FitSettings:
     max_grad_norm: float = 1.0
     max_length: int = 128
     patience: int | None = 2
+    min_steps: int = 0  # more epochs than `epochs` when a small corpus would give fewer optimizer steps
     seed: int = 13
 
 
@@ -70,7 +71,8 @@ def fit(
     generator = seed_everything(settings.seed)
     device = device_of(model)
     steps_per_epoch = (len(items) + settings.batch_size - 1) // settings.batch_size
-    total = steps_per_epoch * settings.epochs
+    epochs = max(settings.epochs, -(-settings.min_steps // max(1, steps_per_epoch)))
+    total = steps_per_epoch * epochs
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
@@ -84,7 +86,7 @@ def fit(
     result = FitResult()
     best_f1, best_state, bad_epochs = -1.0, None, 0
     with progress_bar(progress, total) as advance:
-        for epoch in range(1, settings.epochs + 1):
+        for epoch in range(1, epochs + 1):
             model.train()
             order = torch.randperm(len(items), generator=generator).tolist()
             epoch_losses = []
@@ -140,23 +142,53 @@ class TeacherLoss:
     lcl_o_mode: str = "subsample"
     lcl_o_ratio: float = 1.0
     lcl_features: str = "head"  # "head": out.token_emb, "hidden": out.token_features
+    # "grad_norm": each contrastive term is scaled so that its gradient at the encoder's output is
+    # at most lambda times cross-entropy's there; "none": plain lambda weights
+    balance: str = "grad_norm"
 
     def __call__(self, model, batch: Sequence[tuple[Sentence, Sentence | None]], generator) -> dict[str, torch.Tensor]:
         terms, loss, out, gold, paired = self.cross_entropy_terms(model, batch)
         n_src, device = len(batch), gold.device
-        if len(paired) >= 2:  # InfoNCE needs in-batch negatives
+        contrastive: dict[str, tuple[float, torch.Tensor]] = {}
+        if self.lambda_tcl > 0 and len(paired) >= 2:  # InfoNCE needs in-batch negatives
             src_idx = torch.tensor([i for i, _ in paired], device=device)
-            terms["tcl"] = translation_contrastive_loss(
-                out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature)
-            loss = loss + self.lambda_tcl * terms["tcl"]
-        labeled = gold != -100
-        features = out.token_emb if self.lcl_features == "head" else out.token_features
-        terms["lcl"] = label_contrastive_loss(
-            features[labeled].float(), gold[labeled], self.lcl_temperature,
-            o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator)
-        loss = loss + self.lambda_lcl * terms["lcl"]
+            contrastive["tcl"] = (self.lambda_tcl, translation_contrastive_loss(
+                out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature))
+        if self.lambda_lcl > 0:
+            labeled = gold != -100
+            features = out.token_emb if self.lcl_features == "head" else out.token_features
+            contrastive["lcl"] = (self.lambda_lcl, label_contrastive_loss(
+                features[labeled].float(), gold[labeled], self.lcl_temperature,
+                o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator))
+        scales = self._balance(loss, {name: term for name, (_, term) in contrastive.items()}, out.token_features)
+        for name, (weight, term) in contrastive.items():
+            terms[name] = term
+            if name in scales:
+                terms[f"{name}_scale"] = scales[name]
+                weight = weight * scales[name]
+            loss = loss + weight * term
         terms["loss"] = loss
         return terms
+
+    def _balance(self, ce: torch.Tensor, contrastive: dict[str, torch.Tensor], hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-term scales min(1, |dCE/dh| / |dTerm/dh|), h the encoder's last hidden states.
+
+        Measured at initialisation on real pairs, TCL's and LCL's gradients at the encoder were
+        larger than CE's, and all three shared one clip: cross-entropy got a third of each update.
+        Gradients are taken at h only (through the small heads, not the encoder), so this costs a
+        few head-sized backward passes; the scales are constants for the real backward pass."""
+        if self.balance != "grad_norm" or not contrastive or not torch.is_grad_enabled() or not hidden.requires_grad:
+            return {}
+        (g_ce,) = torch.autograd.grad(ce, hidden, retain_graph=True, allow_unused=True)
+        if g_ce is None:  # an architecture whose classifier does not read this tensor: leave weights alone
+            return {}
+        ce_norm = g_ce.float().norm()
+        scales = {}
+        for name, term in contrastive.items():
+            (g,) = torch.autograd.grad(term, hidden, retain_graph=True, allow_unused=True)
+            if g is not None:
+                scales[name] = torch.clamp(ce_norm / (g.float().norm() + 1e-12), max=1.0).detach()
+        return scales
 
     def cross_entropy_terms(self, model, batch: Sequence[tuple[Sentence, Sentence | None]]):
         """One forward pass over the batch's sources then its translations, and the CE terms:

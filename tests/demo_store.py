@@ -23,7 +23,9 @@ import pytest
 
 from concner.tasks.store import ArtifactStore
 
-FAST = ("--set", "train.epochs=2", "--set", "distill.epochs=1")
+# Two teacher epochs test the mechanics, not learning: the tiny random encoder then scores below the
+# teacher guard's floor, so the guard is off here (tests/test_recipe.py tests the guard itself).
+FAST = ("--set", "train.epochs=2", "--set", "distill.epochs=1", "--set", "train.min_selection_f1=null")
 
 
 @dataclass(frozen=True)

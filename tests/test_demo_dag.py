@@ -11,7 +11,7 @@ from concner.tasks.registry import STAGES
 from concner.tasks.store import ArtifactStore
 from tests.conftest import REPO
 
-FAST = ["--set", "train.epochs=2", "--set", "distill.epochs=1"]
+from tests.demo_store import FAST  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def test_parallel_backend_pairs_every_sentence_with_its_spanish_side(cli, tmp_pa
 def test_lambda_change_recomputes_train_and_downstream_only(cli, tmp_path):
     store = tmp_path / "store"
     fast = ["--set", "train.epochs=1", "--set", "distill.epochs=1", "--set", "pseudo_label.max_sentences=100",
-            "--store", store]
+            "--set", "train.min_selection_f1=null", "--store", store]
     assert cli("run", DEMO, *fast)[0] == 0
     assert cli("run", DEMO, *fast, "--set", "train.lambda_lcl=0.5")[0] == 0
     assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "reused", "project": "reused", "train": "computed",

@@ -1,0 +1,141 @@
+"""The training recipe: the teacher guard, selection without target labels, balanced losses,
+pseudo-labels that invent nothing for words the teacher never saw."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from concner.models.ner_model import ConcNerModel
+from concner.models.tiny import build_tiny_encoder
+from concner.tasks.config import config_from_dict
+from concner.tasks.corpus import Sentence
+from concner.tasks.errors import UserError
+from concner.tasks.evaluate import predict_probs
+from concner.tasks.teacher_stage import TeacherDidNotLearn, check_teacher
+from concner.tasks.train import FitSettings, TeacherLoss
+from tests.conftest import REPO
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+DEV = [Sentence(0, ["Ana", "vive", "en", "Lima"], ["B-PER", "O", "O", "B-LOC"]),
+       Sentence(1, ["Juan", "Pérez", "llegó"], ["B-PER", "I-PER", "O"])]
+LOG = logging.getLogger("test")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> ConcNerModel:
+    texts = [" ".join(s.tokens) for s in DEV] + ["Ana y Juan viven en Lima y en Madrid ."]
+    folder = build_tiny_encoder(texts, tmp_path_factory.mktemp("enc") / "tiny", hidden_size=32)
+    torch.manual_seed(0)
+    return ConcNerModel.from_encoder(folder, LABELS, proj_dim=8).eval()
+
+
+def _force_predictions(model: ConcNerModel, label: str) -> None:
+    classifier = model.token_model.classifier
+    with torch.no_grad():
+        classifier.weight.zero_()
+        classifier.bias.fill_(-10.0)
+        classifier.bias[LABELS.index(label)] = 10.0
+
+
+def test_guard_stops_a_teacher_that_predicts_only_o(model):
+    _force_predictions(model, "O")
+    with pytest.raises(TeacherDidNotLearn) as err:
+        check_teacher(model, "source_dev", DEV, max_length=32, min_f1=0.05, settings=FitSettings(learning_rate=3e-5),
+                      steps=96, log=LOG)
+    message = str(err.value)
+    assert "predicts 0 entities for 3 gold ones" in message and "source_dev" in message
+    assert "learning rate 3e-05" in message and "96 optimizer steps" in message
+    assert "train.min_selection_f1=null" in message  # what to do to go on anyway
+
+
+def test_guard_passes_a_teacher_that_finds_entities_and_can_be_switched_off(model):
+    _force_predictions(model, "B-PER")  # every word a person: F1 > 0, entities found
+    figures = check_teacher(model, "source_dev", DEV, max_length=32, min_f1=0.05, settings=FitSettings(), steps=1,
+                            log=LOG)
+    assert figures["split"] == "source_dev" and figures["predicted_entities"] == 7 and figures["f1"] > 0.05
+    _force_predictions(model, "O")
+    assert check_teacher(model, "source_dev", DEV, max_length=32, min_f1=None, settings=FitSettings(), steps=1,
+                         log=LOG)["f1"] == 0.0
+
+
+def test_selection_on_target_dev_needs_a_target_dev_file():
+    raw = {"target_lang": "es", "data": {"source_train": "x.conll"}}
+    with pytest.raises(UserError, match="select_on: target_dev needs data.target_dev"):
+        config_from_dict(raw, base_dir=REPO, overrides=["train.select_on=target_dev"])
+    assert config_from_dict(raw, base_dir=REPO).train.select_on == "source_dev"
+
+
+def test_demo_selects_on_source_dev_and_reports_only_other_sets(demo_run, tmp_path):
+    train = demo_run.manifest("train")["metrics"]
+    assert train["dev_set"] == "source_dev" and train["selection"]["split"] == "source_dev"
+    assert set(train["scores"]) == {"target_dev", "target_test"}  # the selection split is no result
+    from concner.flows.report import write_report
+    from concner.tasks.store import ArtifactStore
+
+    write_report(demo_run.record, ArtifactStore(demo_run.store), tmp_path / "r.html")
+    assert "model selection: <b>selected on source_dev</b>" in (tmp_path / "r.html").read_text()
+
+
+def test_without_source_dev_a_dev_split_is_held_out_before_sampling(cli, tmp_path):
+    config = tmp_path / "run.yaml"
+    samples = REPO / "data" / "samples"
+    config.write_text(f"""name: holdout
+target_lang: es
+data:
+  source_train: {samples / 'en_train.conll'}
+  target_unlabeled: {samples / 'es_unlabeled.txt'}
+ingest:
+  sample_size: 100
+  source_dev_size: 25
+""")
+    code, _, err = cli("run", config, "--store", tmp_path / "store", "--until", "ingest")
+    assert code == 0, err[-2000:]
+    from concner.tasks.ingest import load_split
+    from concner.tasks.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    record = store.list_runs()[-1]
+    folder = store.stage_dir("ingest", record["stages"]["ingest"]["key"])
+    train, dev = load_split(folder, "source_train"), load_split(folder, "source_dev")
+    assert len(train) == 100 and len(dev) == 25  # 25 <= a tenth of the 300-sentence file
+    assert not {s.id for s in train} & {s.id for s in dev}
+
+
+def test_balanced_contrastive_terms_never_outweigh_cross_entropy_at_the_encoder(model):
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.token_model.classifier.weight, std=0.02)  # other tests zeroed it
+    model.train()
+    batch = [(DEV[0], Sentence(0, ["Ana", "lives", "in", "Lima"], ["B-PER", "O", "O", "B-LOC"])),
+             (DEV[1], Sentence(1, ["Juan", "Pérez", "arrived"], ["B-PER", "I-PER", "O"]))]
+    ids = {label: i for i, label in enumerate(LABELS)}
+    generator = torch.Generator().manual_seed(0)
+    terms = TeacherLoss(ids, 32, lambda_tcl=1.0, lambda_lcl=1.0, balance="grad_norm")(model, batch, generator)
+    assert 0 < float(terms["tcl_scale"]) <= 1 and 0 < float(terms["lcl_scale"]) <= 1
+    plain = TeacherLoss(ids, 32, lambda_tcl=1.0, lambda_lcl=1.0, balance="none")(model, batch, generator)
+    assert "tcl_scale" not in plain
+    none = TeacherLoss(ids, 32, lambda_tcl=0.0, lambda_lcl=0.0)(model, batch, generator)
+    assert "tcl" not in none and "lcl" not in none  # a term with lambda 0 is not computed at all
+    model.eval()
+
+
+def test_words_past_max_length_get_no_invented_label(model):
+    long = ["Ana"] + ["vive"] * 40
+    probs = predict_probs(model, [long], max_length=8, uncovered_nan=True)[0]
+    covered = ~np.isnan(probs).any(axis=-1)
+    assert covered[:3].all() and not covered[-30:].any()
+    plain = predict_probs(model, [long], max_length=8)[0]
+    assert (plain[-1] == np.eye(len(LABELS))[0]).all()  # what a tagger outputs: O
+
+    from concner.tasks.distill import DistillLoss
+
+    teacher = np.nan_to_num(probs, nan=0.0)
+    teacher[~covered] = np.nan
+    clipped = DistillLoss(max_length=64)(model, [(Sentence(0, long, None), teacher)], None)["loss"]
+    covered_only = DistillLoss(max_length=64)(model, [(Sentence(0, long[: int(covered.sum())], None),
+                                                       teacher[covered])], None)["loss"]
+    assert torch.isfinite(clipped) and abs(float(clipped) - float(covered_only)) < 0.05
