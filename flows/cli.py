@@ -141,6 +141,73 @@ def stage(
     console.print(stage_summary_table(record, ArtifactStore(root)))
 
 
+def _is_sweep(ident: str) -> bool:
+    """A sweep id (`sweep-...`, a unique prefix, `sweep-latest`) or the path of a sweep record."""
+    return ident.startswith("sweep-") or (ident.endswith(".json") and Path(ident).name.startswith("sweep-"))
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/demo.yaml.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="KEY=V1,V2,...: values to sweep, read as YAML like --set "
+                                                         "(repeatable: the sweep is their cartesian product).")] = [],
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds per setting, e.g. 13,14,15 "
+                                                                 "(default: the config's seed).")] = None,
+    set_: SetOpt = [],
+    until: Annotated[Optional[str], typer.Option(help="Stop every member after this stage.")] = None,
+    select: Annotated[Optional[str], typer.Option(
+        "--select", help="Print the best setting's config (highest mean over seeds of METRIC, e.g. "
+                         "student/target_test.f1) as YAML on stdout; the tables then go to stderr.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Run a config over a grid of settings × seeds in one Prefect flow; members share upstream artifacts.
+
+    Each member is an ordinary run: its own run record, the keys a single `concner run` of that setting makes.
+
+    The sweep record sweeps/<sweep-id>.json holds the grid, the seeds and every member's run id, status and scores.
+    Prints P/R/F1 as mean ± sd over seeds per setting."""
+    from concner.flows.sweep import (best_config_yaml, new_sweep_id, parse_grid, parse_metric, parse_seeds,
+                                     plan_members, preflight, start_sweep, sweep_record, sweeps_dir)
+    from concner.flows.views import show_sweep
+    from concner.tasks import registry
+    from concner.tasks.preflight import check_store
+    from concner.tasks.store import ArtifactStore
+
+    out = err_console if select else console  # with --select, stdout holds only the YAML
+    parsed_grid = parse_grid(grid)
+    seed_list = parse_seeds(seeds)
+    if until is not None:
+        registry.get(until)
+    if select is not None:
+        name, _ = parse_metric(select)
+        if name.startswith("student/") and until is not None and "distill" not in registry.upstream_closure(until):
+            raise UserError(f"--select {select}: the student is trained by distill, which --until {until} leaves out")
+    base, members = plan_members(config, set_, parsed_grid, seed_list)
+    root = _store_root(store, base)
+    check_store(root)
+    for warning in preflight(members):  # every member's inputs read before anything runs
+        err_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    st = ArtifactStore(root)
+    record = sweep_record(new_sweep_id(base.name), config, set_, base, parsed_grid, members, until, select)
+    settings = len({m.label for m in members})
+    out.print(f"sweep {record['sweep_id']}: {settings} settings × {len(record['seeds'])} seeds = {len(members)} runs",
+              highlight=False, markup=False)
+    _guard_process()
+    import contextlib
+
+    # with --select, whatever the stages print (progress bars) goes to stderr too
+    with contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
+        final = start_sweep(st, record)
+    show_sweep(out, final, st, members=final["status"] != "completed")
+    if select is not None and any(m["status"] == "completed" for m in final["members"]):
+        sys.stdout.write(best_config_yaml(final, select))
+    if final["status"] != "completed":
+        path = sweeps_dir(st) / f"{final['sweep_id']}.json"
+        err_console.print(f"error: sweep {final['status']}: {final.get('error', '')} (see {path})", style="red",
+                          highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def runs(store: StoreOpt = None) -> None:
     """List the runs in the store: id, start time, status, stages computed/reused, scores."""
@@ -152,7 +219,8 @@ def runs(store: StoreOpt = None) -> None:
 
 @app.command()
 def inspect(
-    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix works), or 'latest'.")],
+    run_id: Annotated[str, typer.Argument(
+        help="Run id (a unique prefix works), or 'latest'; or a sweep id (sweep-...).")],
     stage_name: Annotated[Optional[str], typer.Option("--stage", help="Show this stage's artifact.")] = None,
     sentence_id: Annotated[Optional[int], typer.Option("--id", help="Show this sentence id.")] = None,
     sort: Annotated[Optional[str], typer.Option(
@@ -170,6 +238,16 @@ def inspect(
     from concner.tasks.store import ArtifactStore
 
     st = ArtifactStore(_store_root(store))
+    if _is_sweep(run_id):  # a sweep: mean ± sd per setting of every score
+        from concner.flows.sweep import load_sweep
+        from concner.flows.views import show_sweep
+
+        sweep_rec = load_sweep(st, run_id)
+        if stage_name is not None:
+            raise UserError(f"{sweep_rec['sweep_id']} is a sweep: inspect a stage of one of its runs "
+                            f"({', '.join(m['run_id'] for m in sweep_rec['members'] if m.get('run_id'))})")
+        show_sweep(console, sweep_rec, st)
+        return
     record = st.load_run(run_id)
     if stage_name is None:
         console.print(stage_summary_table(record, st))
@@ -207,7 +285,8 @@ def predict(
 
 @app.command()
 def report(
-    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix works), or 'latest'.")],
+    run_id: Annotated[str, typer.Argument(
+        help="Run id (a unique prefix works), or 'latest'; or a sweep id (sweep-...).")],
     out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: report-<run-id>.html).")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also write every plot as <DIR>/<figure>.png.")] = None,
     store: StoreOpt = None,
@@ -217,9 +296,17 @@ def report(
     from concner.tasks.store import ArtifactStore
 
     st = ArtifactStore(_store_root(store))
-    record = st.load_run(run_id)
-    target = out or Path(f"report-{record['run_id']}.html")
-    sections = write_report(record, st, target, png)
+    if _is_sweep(run_id):  # a sweep: scores per setting with error bars (sd over seeds)
+        from concner.flows.report import write_sweep_report
+        from concner.flows.sweep import load_sweep
+
+        record = load_sweep(st, run_id)
+        target = out or Path(f"report-{record['sweep_id']}.html")
+        sections = write_sweep_report(record, st, target, png)
+    else:
+        record = st.load_run(run_id)
+        target = out or Path(f"report-{record['run_id']}.html")
+        sections = write_report(record, st, target, png)
     console.print(f"report: {target.resolve()} ({sum(s.png is not None for s in sections)} plots: "
                   + ", ".join(s.id for s in sections if s.png is not None) + ")")
     for s in sections:

@@ -323,8 +323,21 @@ def fig_scores(run: RunArtifacts) -> Figure | str:
         ax.set_ylabel("F1 (seqeval default mode)")
         ax.set_title(set_name, fontsize=10)
         ax.legend(fontsize=8, ncols=len(models), loc="upper center")
-    fig.suptitle("F1 per model and entity type (ALL = micro average)", fontsize=10)
+    fig.suptitle("F1 per model and entity type (ALL = micro average); " + selection_label(run), fontsize=10)
     return fig
+
+
+def selection_label(run: RunArtifacts) -> str:
+    """Which split chose the models' epochs: its scores are never among the results."""
+    chosen = {name: ((run.manifest(stage) or {}).get("metrics") or {}).get("dev_set")
+              for name, stage in (("teacher", "train"), ("student", "distill")) if run.manifest(stage)}
+    if not chosen:
+        return "no model selection"
+    splits = set(chosen.values())
+    if len(splits) == 1:
+        split = splits.pop()
+        return f"selected on {split}" if split else "no selection split (last epoch)"
+    return ", ".join(f"{model} selected on {split or 'nothing'}" for model, split in chosen.items())
 
 
 # (id, title, stages any of which makes the figure apply, builder), in page order
@@ -412,6 +425,7 @@ def render_html(run: RunArtifacts, sections: list[Section]) -> str:
 <h1>concner run <code>{e(r['run_id'])}</code></h1>
 <p>name <b>{e(str(r.get('name')))}</b> · status <b class="{e(str(r.get('status')))}">{e(str(r.get('status')))}</b> ·
 started {e(when(r.get('started')))} · ended {e(when(r.get('ended')))} · store <code>{e(str(run.store.root))}</code></p>
+<p>model selection: <b>{e(selection_label(run))}</b> (that split's scores are not reported as results)</p>
 {error}
 <table><tr><th>stage</th><th>status</th><th>seconds</th><th>key</th><th>key figure</th></tr>{rows}</table>
 {''.join(figures)}
@@ -427,6 +441,97 @@ def write_report(record: dict, store: ArtifactStore, out: Path, png_dir: Path | 
     sections = build_sections(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(run, sections), encoding="utf-8")
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for s in sections:
+            if s.png is not None:
+                (png_dir / f"{s.id}.png").write_bytes(s.png)
+    return sections
+
+
+# sweeps (`concner report SWEEP_ID`) ------------------------------------------------------------
+
+
+def fig_sweep_scores(record: dict, metric: str = "f1") -> Figure | str:
+    """Grouped bars: one group per score (model/set[@target]), one bar per setting, mean over
+    seeds with the sd as error bar and every seed's value as a dot."""
+    from concner.flows.sweep import score_names, setting_stats
+
+    stats = setting_stats(record)
+    names = score_names(record)
+    if not names:
+        return "no scores: no member completed a stage that scores (train, distill or evaluate)"
+    settings = list(stats)
+    width = 0.8 / len(settings)
+    fig = Figure(figsize=(max(5.0, 1.6 * len(names) * max(1, len(settings)) ** 0.5 + 2), 4.0), layout="constrained")
+    ax = fig.subplots()
+    for i, setting in enumerate(settings):
+        x = np.arange(len(names)) + (i - (len(settings) - 1) / 2) * width
+        means = [100 * stats[setting][n][metric].mean if n in stats[setting] else np.nan for n in names]
+        sds = [100 * (stats[setting][n][metric].sd or 0.0) if n in stats[setting] else 0.0 for n in names]
+        ax.bar(x, means, width, yerr=sds, capsize=3, label=setting, color=f"C{i}", alpha=0.85)
+        for xi, mean, sd in zip(x, means, sds):  # the mean above its error bar: a zero stays visibly zero
+            if not np.isnan(mean):
+                ax.text(xi, mean + sd + 1, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+        for xi, n in zip(x, names):
+            if n in stats[setting]:
+                values = [100 * v for v in stats[setting][n][metric].values]
+                ax.scatter([xi] * len(values), values, s=8, color="black", zorder=3)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(0, 115)
+    ax.set_ylabel(f"{metric.upper() if metric == 'f1' else metric} (seqeval default mode)")
+    seeds = ", ".join(map(str, record.get("seeds", [])))
+    ax.set_title(f"sweep {record['sweep_id']}: mean ± sd over seeds {seeds} (dots: single seeds)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", ncols=min(3, len(settings)))
+    return fig
+
+
+def write_sweep_report(record: dict, store: ArtifactStore, out: Path, png_dir: Path | None = None) -> list[Section]:
+    """The HTML page of a sweep: P/R/F1 per setting as mean ± sd, an F1 bar chart with error bars,
+    the members with their run ids, and the base config."""
+    from concner.flows.sweep import METRICS, fmt_stat, score_names, setting_stats
+
+    result = fig_sweep_scores(record, "f1")  # P and R are in the table
+    title = "F1 per score and setting (error bars: sd over seeds)"
+    sections = [Section("sweep-f1", title, "sweep", note=result) if isinstance(result, str)
+                else Section("sweep-f1", title, "sweep", png=png_bytes(result))]
+    e = html.escape
+    stats = setting_stats(record)
+    head = "".join(f"<th>{e(n)} {m}</th>" for n in score_names(record) for m in ("P", "R", "F1"))
+    rows = "".join(
+        f"<tr><td>{e(setting)}</td>"
+        + "".join(f"<td>{e(fmt_stat(per.get(n, {}).get(m)))}</td>" for n in score_names(record) for m in METRICS)
+        + "</tr>" for setting, per in stats.items())
+    members = "".join(
+        f"<tr><td>{m['index'] + 1}</td><td>{e(m['setting'])}</td><td>{m['seed']}</td>"
+        f"<td><code>{e(str(m.get('run_id')))}</code></td><td class='{e(m['status'])}'>{e(m['status'])}</td><td>{e(m.get('error', ''))}</td></tr>"
+        for m in record["members"])
+    figures = "".join(
+        f"<figure id='fig-{e(s.id)}' data-stage='sweep'><h2>{e(s.title)}</h2>"
+        + (f"<img alt='{e(s.title)}' src='data:image/png;base64,{base64.b64encode(s.png).decode()}'>"
+           if s.png is not None else f"<p class='note'>{e(s.note)}</p>") + "</figure>"
+        for s in sections)
+    grid = ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in record.get("grid", {}).items()) or "-"
+    config = yaml.safe_dump(record.get("base_config", {}), sort_keys=False, allow_unicode=True)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>concner sweep {e(record['sweep_id'])}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>concner sweep <code>{e(record['sweep_id'])}</code></h1>
+<p>status <b class="{e(str(record.get('status')))}">{e(str(record.get('status')))}</b> · grid {e(grid)} ·
+seeds {e(', '.join(map(str, record.get('seeds', []))))} · started {e(when(record.get('started')))} ·
+ended {e(when(record.get('ended')))} · store <code>{e(str(store.root))}</code></p>
+<h2>Scores in %, mean ± sd over seeds (seqeval default mode)</h2>
+<table><tr><th>setting</th>{head}</tr>{rows}</table>
+{figures}
+<h2>Members</h2>
+<table><tr><th>#</th><th>setting</th><th>seed</th><th>run</th><th>status</th><th>error</th></tr>{members}</table>
+<h2>Base config</h2>
+<pre>{e(config)}</pre>
+</body></html>
+"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         for s in sections:

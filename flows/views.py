@@ -668,3 +668,92 @@ def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sen
         inspector(console, store.stage_dir(stage, key), manifest, options.sentence_id, options)
     else:
         console.print_json(json.dumps(manifest.get("metrics", {}), default=str))
+
+
+# -- sweeps (`concner sweep`, `concner inspect SWEEP_ID`) ------------------------------------------
+
+
+def sweep_setting_tables(record: dict) -> list[Table]:
+    """One table per setting: every score (model/set[@target]) with P, R, F1 as mean ± sd over seeds."""
+    from concner.flows.sweep import fmt_stat, setting_stats
+
+    tables = []
+    for setting, per_score in setting_stats(record).items():
+        members = [m for m in record["members"] if m["setting"] == setting]
+        done = [m for m in members if m["status"] == "completed"]
+        title = (f"{setting}: seeds {', '.join(str(m['seed']) for m in members)} "
+                 f"({len(done)}/{len(members)} completed)")
+        table = Table(title=Text(title), title_justify="left")
+        for col in ("score", "P", "R", "F1", "seeds"):
+            table.add_column(col, justify="left" if col == "score" else "right")
+        for name, stats in per_score.items():
+            table.add_row(Text(name), *(fmt_stat(stats.get(m)) for m in ("precision", "recall", "f1")),
+                          str(stats["f1"].n if "f1" in stats else 0))
+        if not per_score:
+            table.add_row("no scores", "-", "-", "-", "0")
+        tables.append(table)
+    return tables
+
+
+def sweep_overview_table(record: dict, metric: str = "f1") -> Table:
+    """Settings (rows) × scores (columns), one metric as mean ± sd; the best mean per score in bold."""
+    from concner.flows.sweep import fmt_stat, score_names, setting_stats
+
+    stats = setting_stats(record)
+    names = score_names(record)
+    what = "F1" if metric == "f1" else metric
+    table = Table(title=f"sweep {record['sweep_id']} ({record.get('status')}): {what} in %, mean ± sd over seeds "
+                        "(seqeval default mode)")
+    table.add_column("setting")
+    for name in names:
+        table.add_column(Text(name), justify="right")
+    best = {}
+    for name in names:
+        means = [per[name][metric].mean for per in stats.values() if name in per and metric in per[name]]
+        best[name] = max(means) if means else None
+    for setting, per in stats.items():
+        cells = []
+        for name in names:
+            stat = per.get(name, {}).get(metric)
+            is_best = stat is not None and stat.mean == best[name] and len(stats) > 1
+            cells.append(Text(fmt_stat(stat), style="bold green" if is_best else ""))
+        table.add_row(Text(setting), *cells)
+    return table
+
+
+def sweep_members_table(record: dict) -> Table:
+    table = Table(title=f"members of {record['sweep_id']}")
+    for col in ("#", "setting", "seed", "run", "status", "scores"):
+        table.add_column(col, no_wrap=col in ("run", "status"))  # a run id must stay copyable
+    for m in record["members"]:
+        style = {"completed": "green", "failed": "red", "interrupted": "red"}.get(m["status"], "yellow")
+        scores = ", ".join(f"{name} F1 {100 * s['f1']:.1f}" for name, s in (m.get("scores") or {}).items())
+        if m.get("error"):  # the first sentence: the whole message is in the member's run record
+            error = m["error"].split(". ", 1)[0]
+            error = error if len(error) <= 160 else error[:157] + "..."
+            where = f" in {m['failed_stage']}" if m.get("failed_stage") else ""
+            scores = (scores + "; " if scores else "") + f"error{where}: {error}"
+        table.add_row(str(m["index"] + 1), Text(m["setting"]), str(m["seed"]), m.get("run_id") or "-",
+                      Text(m["status"], style=style), Text(scores))
+    return table
+
+
+def show_sweep(console: Console, record: dict, store: ArtifactStore, members: bool = True) -> None:
+    """A sweep: grid and seeds, (its members,) a table per setting and the overview."""
+    from concner.flows.sweep import score_names, sweeps_dir
+
+    grid = ", ".join(f"{k}={','.join(map(str, v))}" for k, v in (record.get("grid_text") or record["grid"]).items())
+    head = Text("sweep ")
+    head.append(record["sweep_id"], style="bold")
+    until = f"  until {record['until']}" if record.get("until") else ""
+    head.append(f" ({record.get('status')}): {record.get('config_file')}  grid {grid or '-'}  "
+                f"seeds {', '.join(map(str, record['seeds']))}{until}")
+    console.print(head, highlight=False)
+    if members:
+        console.print(sweep_members_table(record))
+    for table in sweep_setting_tables(record):
+        console.print(table)
+    if score_names(record):
+        console.print(sweep_overview_table(record))
+    path = sweeps_dir(store) / f"{record['sweep_id']}.json"
+    console.print(f"sweep record: {path}", highlight=False, markup=False, soft_wrap=True)

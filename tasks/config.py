@@ -118,6 +118,9 @@ class TrainConfig(_Section):
 
 class PseudoLabelConfig(_Section):
     batch_size: int = Field(32, ge=1)
+    # drop unlabeled sentences that are (token for token) translations the teacher trained on:
+    # the student must learn from target text the teacher has not seen with projected labels
+    exclude_translations: bool = True
     min_confidence: float | None = Field(None, ge=0, le=1)
     require_entity: bool = False
     max_sentences: int | None = Field(None, ge=1)

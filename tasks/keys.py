@@ -116,11 +116,14 @@ def folder_digest(folder: Path, cache_dir: Path | None = None) -> str:
 def keyed_params(params: Mapping[str, Any], model_params: tuple[str, ...], cache_dir: Path | None) -> dict[str, Any]:
     """`params` with each local model folder named in `model_params` replaced by its content digest
     (a hub name or `tiny` stays as it is: `tiny` is built from the stage's inputs, which are keyed)."""
+    from concner.tasks.model_refs import local_model_path
+
     out = dict(params)
     for name in model_params:
         value = out.get(name)
-        if isinstance(value, str) and value and Path(value).expanduser().is_dir():
-            out[name] = {"local_folder_sha256": folder_digest(Path(value).expanduser(), cache_dir)}
+        path = Path(local_model_path(value)).expanduser() if isinstance(value, str) and value else None
+        if path is not None and path.is_dir():
+            out[name] = {"local_folder_sha256": folder_digest(path, cache_dir)}
     return out
 
 

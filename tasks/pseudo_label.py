@@ -20,6 +20,7 @@ from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
 from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
 from concner.tasks.ingest import corpus_split
+from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.tags import spans
 
@@ -63,6 +64,18 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     sentences = corpus_split(ctx.inputs, "target_unlabeled")
     if not sentences:
         raise UserError("pseudo-labeling needs unlabeled target text: set data.target_unlabeled")
+    excluded = 0
+    if p.exclude_translations and "project" in ctx.inputs:
+        seen = {tuple(s.tokens) for s in load_projected(ctx.inputs["project"])}
+        kept = [s for s in sentences if tuple(s.tokens) not in seen]
+        excluded = len(sentences) - len(kept)
+        sentences = kept
+        if excluded:
+            ctx.log.info("pseudo_label: %d unlabeled sentences are translations the teacher trained on: left out",
+                         excluded)
+        if not sentences:
+            raise UserError("every unlabeled target sentence is a translation the teacher trained on: give other "
+                            "target text (data.target_unlabeled) or set pseudo_label.exclude_translations=false")
     teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
     # words past the teacher's max_length get NaN rows: no label is invented for them, the
     # student's loss skips them and they do not count towards a sentence's confidence
@@ -93,6 +106,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         labels=teacher.labels,
         sentences=len(frame),
         words_not_labeled=int(sum((~c).sum() for c in covered)),  # cut by the teacher's max_length
+        excluded_translations=excluded,
         kept=len(kept),
         dropped=len(frame) - len(kept),
         entities=dict(sorted(per_type.items())),
@@ -125,9 +139,10 @@ def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], 
 STAGE = StageSpec(
     name="pseudo_label",
     version="1",
-    inputs=("ingest_target", "train"),
+    inputs=("ingest_target", "train", "project"),
     params=pseudo_label_params,
-    reads=lambda config: {"ingest_target": ("target_unlabeled.*",), "train": ("model/*",)},
+    reads=lambda config: {"ingest_target": ("target_unlabeled.*",), "train": ("model/*",),
+                          "project": ("projected.parquet",) if config.pseudo_label.exclude_translations else ()},
     libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",

@@ -139,3 +139,20 @@ def test_words_past_max_length_get_no_invented_label(model):
     covered_only = DistillLoss(max_length=64)(model, [(Sentence(0, long[: int(covered.sum())], None),
                                                        teacher[covered])], None)["loss"]
     assert torch.isfinite(clipped) and abs(float(clipped) - float(covered_only)) < 0.05
+
+
+def test_pseudo_labels_leave_out_the_teachers_translations(cli, tmp_path):
+    """Unlabeled text = the parallel file itself: the sampled sentences' translations are dropped."""
+    from tests.demo_store import FAST
+    from concner.tasks.store import ArtifactStore
+
+    store = tmp_path / "store"
+    code, _, err = cli("run", REPO / "configs" / "demo.yaml", "--store", store, "--until", "pseudo_label", *FAST,
+                       "--set", "ingest.sample_size=100", "--set", "data.target_unlabeled=../data/samples/es_train.conll",
+                       "--set", "data.unlabeled_format=conll")
+    assert code == 0, err[-2000:]
+    record = ArtifactStore(store).list_runs()[-1]
+    metrics = ArtifactStore(store).manifest("pseudo_label", record["stages"]["pseudo_label"]["key"])["metrics"]
+    projected = ArtifactStore(store).manifest("project", record["stages"]["project"]["key"])["metrics"]
+    assert metrics["excluded_translations"] == projected["kept_sentences"] == 100
+    assert metrics["sentences"] == 300 - 100
