@@ -14,6 +14,7 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
     student              distilled from the ConCNER teacher on Spanish text disjoint from the translations
 
     python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64]
+    python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe.json
 
 Each (seed) runs in its own process (torch threads = cores / jobs), all into one store, so the
 members share ingest/translate/project artifacts. Writes benchmarks/results/recipe.json.
@@ -104,6 +105,7 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
                               until=None if teacher else "train")
         except UserError as err:  # the guard: recorded as a result, not hidden
             out[row] = {"f1": None, "error": str(err), "seconds": round(time.time() - started, 1)}
+            print(f"size {size} seed {seed} {row}: stopped by the guard: {err}", flush=True)
             continue
         train = store.manifest("train", record["stages"]["train"]["key"])["metrics"]
         out[row] = {"f1": record["scores"]["train"]["target_test"]["f1"], "selection": train["selection"],
@@ -117,8 +119,35 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     return out
 
 
+README_MARKERS = ("<!-- recipe-table:start -->", "<!-- recipe-table:end -->")
+
+
+def markdown_table(result: dict) -> str:
+    """The README table, from the JSON (never typed by hand)."""
+    seeds = result["setting"]["seeds"]
+    lines = [f"| N | row | F1 per seed ({' / '.join(map(str, seeds))}) | mean ± sd |", "|---|---|---|---|"]
+    for t in result["rows"].values():
+        per_seed = " / ".join("guard stopped it" if f is None else f"{100 * f:.1f}" for f in t["f1_per_seed"])
+        mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
+        sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
+        lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} |")
+    return "\n".join(lines)
+
+
+def update_readme(result: dict, readme: Path = REPO / "README.md") -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: markers {start} ... {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{markdown_table(result)}\n{end}{tail}", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update-readme", action="store_true",
+                        help="only rewrite README's recipe table from the existing --out JSON, run nothing")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 14])
     parser.add_argument("--jobs", type=int, default=2)
@@ -126,6 +155,9 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
     args = parser.parse_args()
+    if args.update_readme:
+        update_readme(json.loads(args.out.read_text(encoding="utf-8")))
+        return
     work = Path(tempfile.mkdtemp(prefix="concner-recipe-"))
     store = work / "store"
     threads = max(1, (os.cpu_count() or 1) // args.jobs)

@@ -177,9 +177,9 @@ def plan_members(config_path: Path, base_sets: list[str], grid: list[tuple[str, 
 
 def preflight(members: list[Member]) -> list[str]:
     """Read every input of every member (each file once) before anything runs; the warnings, once each."""
-    from concner.tasks.preflight import _Preflight  # the reader cache of check_inputs, shared by all members
+    from concner.tasks.preflight import Preflight  # one reader cache for all members: each file read once
 
-    check = _Preflight()
+    check = Preflight()
     for member in members:
         for _branch, branch_config in member.config.branches():
             check.branch(branch_config)

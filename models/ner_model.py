@@ -65,6 +65,17 @@ def _load_pretrained(name_or_path: str | Path, what: str, load):
         raise UserError(f"cannot load {what} {str(name_or_path)!r}: {hint}. ({e})") from e
 
 
+class _NoTensorParallelReport(logging.Filter):
+    """transformers 5 lists every layer as "not sharded" on each load when no tensor-parallel plan
+    applies, which is always the case here: that list tells a concner user nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "were not sharded" not in record.getMessage() and "TP rules were not applied" not in record.getMessage()
+
+
+logging.getLogger("transformers.distributed.tensor_parallel").addFilter(_NoTensorParallelReport())
+
+
 @contextlib.contextmanager
 def _quiet_load_report():
     report_logger = logging.getLogger("transformers.modeling_utils")  # where from_pretrained reports

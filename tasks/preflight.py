@@ -42,13 +42,13 @@ def check_inputs(config: RunConfig) -> list[str]:
 
     Raises UserError / InputFileError for the first error found.
     """
-    check = _Preflight()
+    check = Preflight()
     for _branch, branch_config in config.branches():
         check.branch(branch_config)
     return list(dict.fromkeys(check.warnings))
 
 
-class _Preflight:
+class Preflight:
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self._reads: dict[tuple, tuple[list[Sentence], ReadReport]] = {}

@@ -116,7 +116,9 @@ def fit(
             result.epochs.append(summary)
             if log:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k != "epoch"))
-            if dev and settings.patience and bad_epochs >= settings.patience:
+            # no early stop before min_steps: the first epochs of a small corpus often score best
+            # by tagging everything (then dip while the model learns that most words are O)
+            if dev and settings.patience and bad_epochs >= settings.patience and len(result.steps) >= settings.min_steps:
                 result.stopped_early = True
                 break
     if best_state is not None:

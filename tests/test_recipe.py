@@ -156,3 +156,15 @@ def test_pseudo_labels_leave_out_the_teachers_translations(cli, tmp_path):
     projected = ArtifactStore(store).manifest("project", record["stages"]["project"]["key"])["metrics"]
     assert metrics["excluded_translations"] == projected["kept_sentences"] == 100
     assert metrics["sentences"] == 300 - 100
+
+
+def test_progress_is_logged_as_lines_when_not_on_a_terminal(monkeypatch, capsys):
+    from concner.tasks.progress import LOG_INTERVAL_ENV, progress_bar
+
+    monkeypatch.setenv(LOG_INTERVAL_ENV, "0")
+    with progress_bar("distilling student", 3) as advance:
+        for step in range(3):
+            advance(1, status=f"loss {1.0 / (step + 1):.3f}")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("distilling student: 1/3 (") and "ETA" in lines[0] and "loss 1.000" in lines[0]
+    assert lines[-1].startswith("distilling student: 3/3 (") and "loss 0.333" in lines[-1]

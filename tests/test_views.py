@@ -153,7 +153,8 @@ def test_training_views_show_scores_epochs_and_loss_curves(inspect, demo_run, st
             assert re.search(rf"│ {split}\s+│ {label}\s+│", out)
     steps = pd.read_parquet(demo_run.stage_dir(stage) / "steps.parquet")
     terms = [c for c in steps.columns if c not in ("step", "epoch", "lr")]
-    assert terms == (["ce_source", "ce_target", "tcl", "lcl", "loss"] if stage == "train" else ["distill", "loss"])
+    assert terms == (["ce_source", "ce_target", "tcl", "tcl_scale", "lcl", "lcl_scale", "loss"] if stage == "train"
+                     else ["distill", "loss"])
     for term in terms:
         first, last, low = steps[term].iloc[0], steps[term].iloc[-1], steps[term].min()
         assert re.search(rf"│ {term}\s+│\s+{first:.4f} │\s+{last:.4f} │\s+{low:.4f} │", out), term
