@@ -122,26 +122,28 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
 README_MARKERS = ("<!-- recipe-table:start -->", "<!-- recipe-table:end -->")
 
 
-def markdown_table(result: dict) -> str:
-    """The README table, from the JSON (never typed by hand)."""
-    seeds = result["setting"]["seeds"]
-    lines = [f"| N | row | F1 per seed ({' / '.join(map(str, seeds))}) | mean ± sd |", "|---|---|---|---|"]
-    for t in result["rows"].values():
-        per_seed = " / ".join("guard stopped it" if f is None else f"{100 * f:.1f}" for f in t["f1_per_seed"])
-        mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
-        sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
-        lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} |")
+def markdown_table(results: list[dict]) -> str:
+    """The README table, from the JSON files (never typed by hand)."""
+    lines = ["| N | row | F1 per seed | mean ± sd | wall (file) |", "|---|---|---|---|---|"]
+    for result in results:
+        for t in result["rows"].values():
+            per_seed = " / ".join(f"{seed}: " + ("guard stopped it" if f is None else f"{100 * f:.1f}")
+                                  for seed, f in zip(result["setting"]["seeds"], t["f1_per_seed"]))
+            mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
+            sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
+            lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} | "
+                         f"{result['wall_seconds'] / 60:.0f} min ({result['file']}) |")
     return "\n".join(lines)
 
 
-def update_readme(result: dict, readme: Path = REPO / "README.md") -> None:
+def update_readme(results: list[dict], readme: Path = REPO / "README.md") -> None:
     text = readme.read_text(encoding="utf-8")
     start, end = README_MARKERS
     if start not in text or end not in text:
         raise SystemExit(f"{readme}: markers {start} ... {end} not found")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{markdown_table(result)}\n{end}{tail}", encoding="utf-8")
+    readme.write_text(f"{head}{start}\n{markdown_table(results)}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -155,8 +157,10 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
     args = parser.parse_args()
-    if args.update_readme:
-        update_readme(json.loads(args.out.read_text(encoding="utf-8")))
+    if args.update_readme:  # every recipe*.json beside --out, smallest N first
+        files = sorted(args.out.parent.glob("recipe*.json"))
+        results = [{**json.loads(f.read_text(encoding="utf-8")), "file": f.name} for f in files]
+        update_readme(sorted(results, key=lambda r: min(t["size"] for t in r["rows"].values())))
         return
     work = Path(tempfile.mkdtemp(prefix="concner-recipe-"))
     store = work / "store"

@@ -69,6 +69,9 @@ def fit(
 ) -> FitResult:
     """Train `model` in place; with a dev set, the weights of the best dev-F1 epoch are restored."""
     generator = seed_everything(settings.seed)
+    # the loss draws (LCL's O-token sample) from a generator of its own, so that an ablation that
+    # skips a term still sees the same batch order as the full loss
+    loss_generator = torch.Generator().manual_seed(settings.seed + 1)
     device = device_of(model)
     steps_per_epoch = (len(items) + settings.batch_size - 1) // settings.batch_size
     epochs = max(settings.epochs, -(-settings.min_steps // max(1, steps_per_epoch)))
@@ -93,7 +96,7 @@ def fit(
             for start in range(0, len(order), settings.batch_size):
                 batch = [items[i] for i in order[start : start + settings.batch_size]]
                 with autocast:
-                    terms = loss_fn(model, batch, generator)
+                    terms = loss_fn(model, batch, loss_generator)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
