@@ -4,7 +4,6 @@ pseudo-labels that invent nothing for words the teacher never saw."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
