@@ -439,8 +439,13 @@ def write_report(record: dict, store: ArtifactStore, out: Path, png_dir: Path | 
     """Write the HTML report (and each figure as <png_dir>/<id>.png); returns the sections."""
     run = RunArtifacts(record, store)
     sections = build_sections(run)
+    return _write_page(out, render_html(run, sections), sections, png_dir)
+
+
+def _write_page(out: Path, page: str, sections: list[Section], png_dir: Path | None) -> list[Section]:
+    """The HTML page, and each figure as <png_dir>/<id>.png when asked; returns the sections."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(run, sections), encoding="utf-8")
+    out.write_text(page, encoding="utf-8")
     if png_dir is not None:
         png_dir.mkdir(parents=True, exist_ok=True)
         for s in sections:
@@ -530,11 +535,4 @@ ended {e(when(record.get('ended')))} · store <code>{e(str(store.root))}</code><
 <pre>{e(config)}</pre>
 </body></html>
 """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    if png_dir is not None:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        for s in sections:
-            if s.png is not None:
-                (png_dir / f"{s.id}.png").write_bytes(s.png)
-    return sections
+    return _write_page(out, page, sections, png_dir)

@@ -89,7 +89,7 @@ def folder_digest(folder: Path, cache_dir: Path | None = None) -> str:
     700 MB encoder is hashed once, not on every run."""
     folder = folder.resolve()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    stats = {p.relative_to(folder).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    stats = {p.relative_to(folder).as_posix(): [(st := p.stat()).st_size, st.st_mtime_ns] for p in files}
     cache_file = cache_dir / "model-digests.json" if cache_dir is not None else None
     cache: dict = {}
     if cache_file is not None:

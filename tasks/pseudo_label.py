@@ -82,8 +82,9 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
                           max_length=ctx.params["max_length"], progress="pseudo-labeling", uncovered_nan=True)
     covered = [~np.isnan(pr).any(axis=-1) for pr in probs]
-    tags = probs_to_tags([np.nan_to_num(pr, nan=0.0) for pr in probs], teacher.labels)  # uncovered: O
-    word_conf = [np.where(c, np.nan_to_num(pr, nan=0.0).max(axis=-1), np.nan) for pr, c in zip(probs, covered)]
+    filled = [np.nan_to_num(pr, nan=0.0) for pr in probs]
+    tags = probs_to_tags(filled, teacher.labels)  # uncovered words: all zeros, argmax O
+    word_conf = [np.where(c, f.max(axis=-1), np.nan) for f, c in zip(filled, covered)]
     frame = pd.DataFrame({
         "id": [s.id for s in sentences],
         "tokens": [s.tokens for s in sentences],
