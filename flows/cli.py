@@ -20,9 +20,6 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
-
 StoreOpt = Annotated[
     Optional[Path],
     typer.Option("--store", envvar="CONCNER_STORE", help="Artifact store folder (default: the config's `store`, else ./artifacts)."),
@@ -32,6 +29,12 @@ TargetOpt = Annotated[
     typer.Option("--target", help="In a multi-target config: only this target (its `name`, else its `lang`)."),
 ]
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable).")]
+RunnerOpt = Annotated[Optional[str], typer.Option(
+    "--runner", help="sequential (default: stages one after another in this process) or dask (independent branches "
+                     "and sweep members at once on a Dask cluster; a local one unless --dask-address).")]
+DaskAddressOpt = Annotated[Optional[str], typer.Option(
+    "--dask-address", help="tcp://HOST:PORT of a running `dask scheduler` (implies --runner dask); the store must "
+                           "be on a path every worker sees.")]
 
 
 def _store_root(store: Path | None, config=None) -> Path:
@@ -82,12 +85,23 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     _print_plan(plan)
     if dry_run:
         return None
+    _check_runner(config.runner, root)
     _guard_process()
     record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
                       force=list(force), until=until, target=target)
     console.print(stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
+
+
+def _check_runner(runner, root: Path) -> None:
+    """An existing Dask cluster is checked before anything runs: reachable, with workers that can
+    import concner and see the store."""
+    if runner.kind == "dask" and runner.address:
+        from concner.flows.runner import check_cluster
+
+        workers = check_cluster(runner.address, root)
+        err_console.print(f"dask: {workers} workers at {runner.address}", highlight=False, markup=False)
 
 
 @app.command()
@@ -99,17 +113,29 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print which stages would be reused or computed.")] = False,
     target: TargetOpt = None,
     store: StoreOpt = None,
+    runner: RunnerOpt = None,
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Run the pipeline DAG for a config; stages whose artifact exists for the same inputs are reused.
 
     A config with several `targets` runs one branch per target after one shared source ingest."""
-    _run_pipeline(config, set_, store, force, until, dry_run, target)
+    from concner.flows.runner import runner_overrides
+
+    _run_pipeline(config, [*set_, *runner_overrides(runner, dask_address)], store, force, until, dry_run, target)
 
 
 @app.command()
-def demo(store: StoreOpt = None, set_: SetOpt = []) -> None:
-    """Run the whole DAG on the bundled sample data with tiny local models (no downloads)."""
-    _run_pipeline(DEMO_CONFIG, set_, store, [], None)
+def demo(
+    store: StoreOpt = None,
+    set_: SetOpt = [],
+    config: Annotated[str, typer.Option("--config", help="Bundled config to run: demo, or demo-multi "
+                                                         "(two targets); they ship inside the package.")] = "demo",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print which stages would be reused or computed.")] = False,
+) -> None:
+    """Run the whole DAG on the bundled sample data with tiny local models (no downloads), from any folder."""
+    from concner.tasks.bundled import config_path
+
+    _run_pipeline(config_path(config), set_, store, [], None, dry_run)
 
 
 @app.command()
@@ -159,6 +185,8 @@ def sweep(
         "--select", help="Print the best setting's config (highest mean over seeds of METRIC, e.g. "
                          "student/target_test.f1) as YAML on stdout; the tables then go to stderr.")] = None,
     store: StoreOpt = None,
+    runner: RunnerOpt = None,
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Run a config over a grid of settings × seeds in one Prefect flow; members share upstream artifacts.
 
@@ -166,6 +194,7 @@ def sweep(
 
     The sweep record sweeps/<sweep-id>.json holds the grid, the seeds and every member's run id, status and scores.
     Prints P/R/F1 as mean ± sd over seeds per setting."""
+    from concner.flows.runner import runner_overrides
     from concner.flows.sweep import (best_config_yaml, new_sweep_id, parse_grid, parse_metric, parse_seeds,
                                      plan_members, preflight, start_sweep, sweep_record, sweeps_dir)
     from concner.flows.views import show_sweep
@@ -174,6 +203,7 @@ def sweep(
     from concner.tasks.store import ArtifactStore
 
     out = err_console if select else console  # with --select, stdout holds only the YAML
+    set_ = [*set_, *runner_overrides(runner, dask_address)]  # in every member's config (enters no key)
     parsed_grid = parse_grid(grid)
     seed_list = parse_seeds(seeds)
     if until is not None:
@@ -185,6 +215,7 @@ def sweep(
     base, members = plan_members(config, set_, parsed_grid, seed_list)
     root = _store_root(store, base)
     check_store(root)
+    _check_runner(base.runner, root)
     for warning in preflight(members):  # every member's inputs read before anything runs
         err_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     st = ArtifactStore(root)
@@ -420,12 +451,17 @@ def serve(
     timezone: TimezoneOpt = None,
     set_: SetOpt = [],
     store: StoreOpt = None,
+    runner: RunnerOpt = None,
+    dask_address: DaskAddressOpt = None,
 ) -> None:
-    """Execute scheduled and manual runs of concner deployments in this process until stopped (Ctrl-C)."""
+    """Execute scheduled and manual runs of concner deployments in this process until stopped (Ctrl-C).
+
+    --runner/--dask-address set how the served runs execute their stages (for every deployment served)."""
     from prefect import serve as prefect_serve
 
     from concner.flows.deploy import FLOW_NAME, pipeline_deployment, registered, require_server, served_copy
-    from concner.tasks.config import load_config
+    from concner.flows.runner import runner_overrides, runner_update
+    from concner.tasks.config import RunnerConfig, load_config
 
     url = require_server()
     configs = configs or []
@@ -437,12 +473,18 @@ def serve(
         crons = [cron] * len(configs) if len(cron) <= 1 else [[c] for c in cron]
         deployments = []
         for path, schedule in zip(configs, crons):
-            cfg = load_config(path, set_)
+            cfg = load_config(path, [*set_, *runner_overrides(runner, dask_address)])
+            _check_runner(cfg.runner, _store_root(store, cfg))
             deployments.append(pipeline_deployment(cfg, path, _store_root(store, cfg), schedule, name, timezone))
     else:
         if cron or set_ or name or store or timezone:
             raise UserError("--cron, --set, --name, --store and --timezone apply to configs: pass CONFIG...")
-        deployments = [served_copy(d) for flow_name, d in registered((FLOW_NAME,))]
+        update = runner_update(runner, dask_address)
+        deployments = [served_copy(d, update) for flow_name, d in registered((FLOW_NAME,))]
+        for d in deployments:
+            config = (d.parameters or {}).get("config") or {}
+            _check_runner(RunnerConfig.model_validate(config.get("runner") or {}),
+                          Path((d.parameters or {}).get("store_root") or "artifacts"))
         if not deployments:
             raise UserError(f"no {FLOW_NAME} deployments on {url}: `concner deploy CONFIG --cron ...` first, "
                             "or pass configs to serve")
