@@ -116,3 +116,46 @@ def word_predictions(
         word_scores[words] = scores[positions]
         covered[words] = True
     return word_scores, covered
+
+
+class EncodedTable:
+    """Sentences tokenized once and padded to one width (`collate` over all of them).
+
+    A training batch is then a few rows of it cut to the batch's longest sentence: the tensors
+    `collate` would give for those rows alone, without tokenizing or padding again every step
+    (on a GPU that host work, not the model, used to bound the loop).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list]):
+        self.lengths: list[int] = [len(ids) for ids in encoded["input_ids"]]
+        self.left_padded = getattr(tokenizer, "padding_side", "right") == "left"
+        self.pad_values = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+        if self.lengths:
+            self.tensors = collate(tokenizer, encoded, range(len(self.lengths)))
+        else:
+            self.tensors = {}
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def width(self, rows: Sequence[int]) -> int:
+        return max((self.lengths[i] for i in rows), default=0)
+
+    def rows(self, rows: Sequence[int], width: int) -> dict[str, Tensor]:
+        """input_ids, attention_mask (and labels) of `rows`, `width` columns wide (host tensors;
+        wider than this table's longest sentence when a batch mixes it with another table)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        full = next(iter(self.tensors.values())).shape[1]
+        cut = min(width, full)
+        cols = slice(full - cut, full) if self.left_padded else slice(0, cut)
+        pad = (width - cut, 0) if self.left_padded else (0, width - cut)
+        return {k: torch.nn.functional.pad(v[index, cols], pad, value=self.pad_values[k]) if width > cut
+                else v[index, cols] for k, v in self.tensors.items()}
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on `device`; to a GPU through pinned memory without blocking, so the host can
+    prepare the next batch while the GPU still works on this one."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -100,39 +100,44 @@ def label_contrastive_loss(
         raise ValueError(f"expected features [N, D] and labels [N], got {tuple(features.shape)} and {tuple(labels.shape)}")
     if o_mode not in ("keep", "subsample", "exclude_anchor"):
         raise ValueError(f"unknown o_mode {o_mode!r}")
+    # The choice of tokens, anchors and positives depends on the labels alone: it is made where
+    # the labels are (the host, in training), so a GPU step never waits for it.
     idx = _select_tokens(
         labels, ignore_index=ignore_index, o_label=o_label, o_mode=o_mode, o_ratio=o_ratio, generator=generator
     )
     zero = features.sum() * 0
     if len(idx) < 2:
         return zero
-    z = F.normalize(features[idx], dim=-1)
     y = labels[idx]
     n = len(idx)
+    same = y[:, None] == y[None, :]
+    n_pos = same.sum(dim=1) - 1  # the diagonal is no positive
+    is_anchor = n_pos > 0
+    if o_mode == "exclude_anchor" and o_label is not None:
+        is_anchor &= y != o_label
+    anchors = is_anchor.nonzero(as_tuple=True)[0]
+    if len(anchors) == 0:
+        return zero
 
+    device = features.device
+    z = F.normalize(features[idx.to(device)], dim=-1)
     sim = z @ z.T / temperature  # [n, n]
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    self_mask = torch.eye(n, dtype=torch.bool, device=device)
     # log-softmax over a != i: the diagonal is left out of the denominator only (masked_fill
     # on a copy), so log_prob stays finite everywhere and 0 * log_prob never makes a NaN
     log_denom = torch.logsumexp(sim.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
     log_prob = sim - log_denom
 
-    positives = (y[:, None] == y[None, :]) & ~self_mask
-    n_pos = positives.sum(dim=1)
-    is_anchor = n_pos > 0
-    if o_mode == "exclude_anchor" and o_label is not None:
-        is_anchor &= y != o_label
-    if not bool(is_anchor.any()):
-        return zero
-
-    per_anchor = -(log_prob * positives).sum(dim=1)[is_anchor] / n_pos[is_anchor]
+    positives = same.to(device) & ~self_mask
+    anchors, n_pos = anchors.to(device), n_pos.to(device)
+    per_anchor = -(log_prob * positives).sum(dim=1)[anchors] / n_pos[anchors]
     return per_anchor.mean()
 
 
 def distillation_loss(
     student_logits: Tensor,
     teacher_probs: Tensor,
-    mask: Tensor,
+    mask: Tensor | None,
     *,
     kind: Literal["kl", "mse"],
     temperature: float,
@@ -148,18 +153,25 @@ def distillation_loss(
         kind="mse": L = 1/|M| sum_{m in M} 1/C sum_c (q_s[m,c] - q_t[m,c])^2
                     (Wu et al. 2020 single-source teacher-student; T = 1 is their setting)
 
-    student_logits, teacher_probs: [..., C]; mask: [...] (bool, True = a labelled first subword).
+    student_logits, teacher_probs: [..., C]; mask: [...] (bool, True = a labelled first subword),
+    or None when the rows were gathered already ([M, C], every row counts: no GPU-to-host wait).
     Returns a grad-safe 0 when the mask is empty.
     """
-    if student_logits.shape != teacher_probs.shape or mask.shape != student_logits.shape[:-1]:
+    mask_shape = None if mask is None else tuple(mask.shape)
+    if student_logits.shape != teacher_probs.shape or (mask is not None and mask.shape != student_logits.shape[:-1]):
         raise ValueError(
-            f"shapes do not match: student {tuple(student_logits.shape)}, teacher {tuple(teacher_probs.shape)}, mask {tuple(mask.shape)}"
+            f"shapes do not match: student {tuple(student_logits.shape)}, teacher {tuple(teacher_probs.shape)}, mask {mask_shape}"
         )
-    mask = mask.bool()
-    if not bool(mask.any()):
-        return student_logits.sum() * 0
-    s = student_logits[mask]  # [M, C]
-    t = teacher_probs[mask].to(s.dtype)
+    if mask is None:
+        s, t = student_logits, teacher_probs.to(student_logits.dtype)
+        if s.shape[0] == 0:
+            return student_logits.sum() * 0
+    else:
+        mask = mask.bool()
+        if not bool(mask.any()):
+            return student_logits.sum() * 0
+        s = student_logits[mask]  # [M, C]
+        t = teacher_probs[mask].to(s.dtype)
     if temperature != 1.0:
         t = t.clamp_min(0) ** (1.0 / temperature)
         t = t / t.sum(dim=-1, keepdim=True)

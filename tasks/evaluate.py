@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-from concner.models.encoding import collate, encode_words, word_predictions
+from concner.models.encoding import EncodedTable, encode_words, to_device, word_predictions
 from concner.tasks.progress import progress_bar
 
 
@@ -39,25 +39,40 @@ def predict_probs(
     O (see `word_predictions`), what a tagger outputs for them; with `uncovered_nan` their rows
     are NaN instead, so that a soft label is never invented for a word the model did not see.
     """
+    if not sentences:
+        return []
     model.eval()
-    tokenizer = model.tokenizer
     device = device_of(model)
+    enc = encode_words(model.tokenizer, sentences, None, max_length)  # one tokenizer call for all
+    table = EncodedTable(model.tokenizer, enc)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     out: list[np.ndarray | None] = [None] * len(sentences)
-    with torch.inference_mode(), progress_bar(progress, len(sentences)) as advance:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = encode_words(tokenizer, [sentences[i] for i in idx], None, max_length)
-            batch = collate(tokenizer, enc, range(len(idx)))
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits
-            probs = torch.softmax(logits.float(), dim=-1).cpu()
+
+    def read_back(done: list[tuple[list[int], torch.Tensor]]) -> None:
+        for idx, probs in done:
+            probs = probs.cpu()
             for row, i in enumerate(idx):
-                words, covered = word_predictions(probs[row], enc["word_ids"][row], enc["n_words"][row])
+                words, covered = word_predictions(probs[row], enc["word_ids"][i], enc["n_words"][i])
                 if uncovered_nan:
                     words[~covered] = float("nan")
                 out[i] = words.numpy()
+
+    with torch.inference_mode(), progress_bar(progress, len(sentences)) as advance:
+        pending: list[tuple[list[int], torch.Tensor]] = []
+        for idx in batches:
+            rows = table.rows(idx, table.width(idx))
+            logits = model(to_device(rows["input_ids"], device), to_device(rows["attention_mask"], device)).logits
+            pending.append((idx, torch.softmax(logits.float(), dim=-1)))
+            if len(pending) >= READ_BACK_EVERY:  # results wait on the device, read back in groups
+                read_back(pending)
+                pending = []
             advance(len(idx))
+        read_back(pending)
     return out  # type: ignore[return-value]
+
+
+READ_BACK_EVERY = 32  # batches whose probabilities are copied to the host together
 
 
 def probs_to_tags(probs: Sequence[np.ndarray], labels: Sequence[str]) -> list[list[str]]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from concner.models.encoding import collate, encode_words
+from concner.models.encoding import EncodedTable, encode_words, to_device
 from concner.models.losses import label_contrastive_loss, translation_contrastive_loss
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import device_of, evaluate_model
@@ -37,6 +37,7 @@ class FitSettings:
     max_length: int = 128
     patience: int | None = 2
     min_steps: int = 0  # more epochs than `epochs` when a small corpus would give fewer optimizer steps
+    length_buckets: bool = False  # batches of similar-length sentences (less padding; other batch mixes)
     seed: int = 13
 
 
@@ -67,12 +68,16 @@ def fit(
     log=None,
     progress: str | None = None,
 ) -> FitResult:
-    """Train `model` in place; with a dev set, the weights of the best dev-F1 epoch are restored."""
+    """Train `model` in place; with a dev set, the weights of the best dev-F1 epoch are restored.
+
+    A loss with a `prepare(model, items)` method gets its items tokenized once and is called with
+    `prepared.batch(indices)`; any other callable gets the list of items of each batch."""
     generator = seed_everything(settings.seed)
     # the loss draws (LCL's O-token sample) from a generator of its own, so that an ablation that
     # skips a term still sees the same batch order as the full loss
     loss_generator = torch.Generator().manual_seed(settings.seed + 1)
     device = device_of(model)
+    batches = loss_fn.prepare(model, items) if hasattr(loss_fn, "prepare") else _ItemBatches(items)
     steps_per_epoch = (len(items) + settings.batch_size - 1) // settings.batch_size
     epochs = max(settings.epochs, -(-settings.min_steps // max(1, steps_per_epoch)))
     total = steps_per_epoch * epochs
@@ -82,7 +87,9 @@ def fit(
          "weight_decay": settings.weight_decay},
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
+    # fused: one kernel for the whole update instead of several per parameter group (CUDA only;
+    # on CPU the default implementation is kept, and with it the bytes of earlier runs)
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, fused=device.type == "cuda" or None)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -91,23 +98,29 @@ def fit(
     with progress_bar(progress, total) as advance:
         for epoch in range(1, epochs + 1):
             model.train()
-            order = torch.randperm(len(items), generator=generator).tolist()
-            epoch_losses = []
-            for start in range(0, len(order), settings.batch_size):
-                batch = [items[i] for i in order[start : start + settings.batch_size]]
+            # loss values stay on the device until the epoch ends (or the bar shows them): reading
+            # one every step would make the host wait for the GPU at every step
+            pending: list[tuple[dict, dict[str, torch.Tensor]]] = []
+            epoch_rows: list[dict] = []
+            for indices in batch_order(len(items), settings, generator, getattr(batches, "lengths", None)):
                 with autocast:
-                    terms = loss_fn(model, batch, loss_generator)
+                    terms = loss_fn(model, batches.batch(indices), loss_generator)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                row = {"step": len(result.steps) + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0]}
-                row.update({k: float(v.detach()) for k, v in terms.items()})
-                result.steps.append(row)
-                epoch_losses.append(row["loss"])
-                advance(1, status=" ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("step", "epoch", "lr")))
-            summary = {"epoch": epoch, "loss": float(np.mean(epoch_losses))}
+                row = {"step": len(result.steps) + len(pending) + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0]}
+                pending.append((row, {k: v.detach() for k, v in terms.items()}))
+                advance(1)
+                if len(pending) >= STATUS_EVERY:
+                    epoch_rows += _read_terms(pending, advance)
+                    result.steps += epoch_rows[-len(pending):]
+                    pending = []
+            if pending:
+                epoch_rows += _read_terms(pending, advance)
+                result.steps += epoch_rows[-len(pending):]
+            summary = {"epoch": epoch, "loss": float(np.mean([r["loss"] for r in epoch_rows]))}
             if dev:
                 scores, _ = evaluate_model(model, dev, max_length=settings.max_length)
                 summary.update(dev_f1=scores["f1"], dev_precision=scores["precision"], dev_recall=scores["recall"])
@@ -127,6 +140,49 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+STATUS_EVERY = 50  # steps between reads of the loss values (one host-GPU wait each)
+
+
+def _read_terms(pending: list[tuple[dict, dict[str, torch.Tensor]]], advance) -> list[dict]:
+    """The pending steps' rows with their loss terms as floats: one device-to-host copy for all."""
+    values = torch.stack([v.float() for _, terms in pending for v in terms.values()]).cpu().tolist()
+    rows, at = [], 0
+    for row, terms in pending:
+        row = {**row, **dict(zip(terms, values[at : at + len(terms)]))}
+        at += len(terms)
+        rows.append(row)
+    last = rows[-1]
+    advance(0, status=" ".join(f"{k} {v:.3f}" for k, v in last.items() if k not in ("step", "epoch", "lr")))
+    return rows
+
+
+def batch_order(n: int, settings: FitSettings, generator: torch.Generator,
+                lengths: Sequence[int] | None) -> list[list[int]]:
+    """One epoch's batches: a seeded shuffle; with `length_buckets`, sentences of similar length
+    share a batch (sorted within windows of 50 batches, then the batches shuffled), so that little
+    of a batch is padding."""
+    order = torch.randperm(n, generator=generator).tolist()
+    size = settings.batch_size
+    if not settings.length_buckets or lengths is None:
+        return [order[start : start + size] for start in range(0, n, size)]
+    window = size * 50
+    batches = []
+    for start in range(0, n, window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[b : b + size] for b in range(0, len(chunk), size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+class _ItemBatches:
+    """For a loss without `prepare`: a batch is the list of its items."""
+
+    def __init__(self, items: Sequence[Any]):
+        self.items = items
+
+    def batch(self, indices: Sequence[int]) -> list[Any]:
+        return [self.items[i] for i in indices]
 
 
 # -- the teacher's loss ---------------------------------------------------------------------------
@@ -151,19 +207,26 @@ class TeacherLoss:
     # at most lambda times cross-entropy's there; "none": plain lambda weights
     balance: str = "grad_norm"
 
-    def __call__(self, model, batch: Sequence[tuple[Sentence, Sentence | None]], generator) -> dict[str, torch.Tensor]:
-        terms, loss, out, gold, paired = self.cross_entropy_terms(model, batch)
-        n_src, device = len(batch), gold.device
+    def prepare(self, model, items: Sequence[tuple[Sentence, Sentence | None]]) -> "TeacherBatches":
+        """Tokenize every source and translation once (see EncodedTable)."""
+        return TeacherBatches(model.tokenizer, items, self.label_ids, self.max_length, device_of(model))
+
+    def __call__(self, model, batch: "TeacherBatch | Sequence[tuple[Sentence, Sentence | None]]",
+                 generator) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, TeacherBatch):  # a plain list of pairs: prepared on the spot
+            batch = self.prepare(model, batch).batch(range(len(batch)))
+        terms, loss, out = self.cross_entropy_terms(model, batch)
+        n_src = batch.n_sources
         contrastive: dict[str, tuple[float, torch.Tensor]] = {}
-        if self.lambda_tcl > 0 and len(paired) >= 2:  # InfoNCE needs in-batch negatives
-            src_idx = torch.tensor([i for i, _ in paired], device=device)
+        if self.lambda_tcl > 0 and batch.n_paired >= 2:  # InfoNCE needs in-batch negatives
             contrastive["tcl"] = (self.lambda_tcl, translation_contrastive_loss(
-                out.sentence_emb[src_idx].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature))
+                out.sentence_emb[batch.paired_sources].float(), out.sentence_emb[n_src:].float(), self.tcl_temperature))
         if self.lambda_lcl > 0:
-            labeled = gold != -100
             features = out.token_emb if self.lcl_features == "head" else out.token_features
+            # labels stay on the host: which tokens LCL samples depends on them alone, and
+            # choosing there keeps the step free of GPU-to-host waits
             contrastive["lcl"] = (self.lambda_lcl, label_contrastive_loss(
-                features[labeled].float(), gold[labeled], self.lcl_temperature,
+                features.flatten(0, 1)[batch.labeled_positions].float(), batch.labeled_gold, self.lcl_temperature,
                 o_label=self.label_ids["O"], o_mode=self.lcl_o_mode, o_ratio=self.lcl_o_ratio, generator=generator))
         scales = self._balance(loss, {name: term for name, (_, term) in contrastive.items()}, out.token_features)
         for name, (weight, term) in contrastive.items():
@@ -195,23 +258,63 @@ class TeacherLoss:
                 scales[name] = torch.clamp(ce_norm / (g.float().norm() + 1e-12), max=1.0).detach()
         return scales
 
-    def cross_entropy_terms(self, model, batch: Sequence[tuple[Sentence, Sentence | None]]):
+    def cross_entropy_terms(self, model, batch: "TeacherBatch"):
         """One forward pass over the batch's sources then its translations, and the CE terms:
-        (terms, CE(source) + CE(translation), model output, gold labels, paired translations)."""
-        sources = [src for src, _ in batch]
-        paired = [(i, tgt) for i, (_, tgt) in enumerate(batch) if tgt is not None]
-        sentences = sources + [tgt for _, tgt in paired]
-        labels = [[self.label_ids[t] for t in s.tags] for s in sentences]
-        enc = encode_words(model.tokenizer, [s.tokens for s in sentences], labels, self.max_length)
-        tensors = collate(model.tokenizer, enc, range(len(sentences)))
-        device = device_of(model)
-        out = model(tensors["input_ids"].to(device), tensors["attention_mask"].to(device))
-        gold = tensors["labels"].to(device)
-        n_src = len(sources)
+        (terms, CE(source) + CE(translation), model output)."""
+        out = model(batch.input_ids, batch.attention_mask)
+        gold, n_src = batch.gold, batch.n_sources
         ce = torch.nn.functional.cross_entropy
         terms = {"ce_source": ce(out.logits[:n_src].flatten(0, 1).float(), gold[:n_src].flatten(), ignore_index=-100)}
         loss = terms["ce_source"]
-        if paired:
+        if batch.n_paired:
             terms["ce_target"] = ce(out.logits[n_src:].flatten(0, 1).float(), gold[n_src:].flatten(), ignore_index=-100)
             loss = loss + terms["ce_target"]
-        return terms, loss, out, gold, paired
+        return terms, loss, out
+
+
+@dataclass
+class TeacherBatch:
+    """One step's tensors: the sources, then the translations of those that have one."""
+
+    input_ids: torch.Tensor  # on the model's device
+    attention_mask: torch.Tensor
+    gold: torch.Tensor  # [rows, width] label ids, -100 where no word starts
+    n_sources: int
+    n_paired: int
+    paired_sources: torch.Tensor  # the source rows that have a translation (TCL's pairs)
+    labeled_positions: torch.Tensor  # flat [rows * width] positions of labeled tokens (device)
+    labeled_gold: torch.Tensor  # their labels, on the host (LCL samples from them there)
+
+
+class TeacherBatches:
+    """The teacher's items tokenized once; `batch(indices)` cuts one step's tensors from them."""
+
+    def __init__(self, tokenizer, items: Sequence[tuple[Sentence, Sentence | None]], label_ids: dict[str, int],
+                 max_length: int, device: torch.device):
+        def table(sentences: Sequence[Sentence]) -> EncodedTable:
+            labels = [[label_ids[t] for t in s.tags] for s in sentences]
+            return EncodedTable(tokenizer, encode_words(tokenizer, [s.tokens for s in sentences], labels, max_length))
+
+        self.device = device
+        self.sources = table([src for src, _ in items])
+        paired = [tgt for _, tgt in items if tgt is not None]
+        self.translations = table(paired)
+        rows = iter(range(len(paired)))
+        self.translation_row = [next(rows) if tgt is not None else -1 for _, tgt in items]
+        # bucketing by length: a pair is as long as the longer of its two sentences
+        self.lengths = [max(n, self.translations.lengths[r]) if r >= 0 else n
+                        for n, r in zip(self.sources.lengths, self.translation_row)]
+
+    def batch(self, indices: Sequence[int]) -> TeacherBatch:
+        indices = list(indices)
+        paired = [b for b, i in enumerate(indices) if self.translation_row[i] >= 0]
+        tgt_rows = [self.translation_row[indices[b]] for b in paired]
+        width = max(self.sources.width(indices), self.translations.width(tgt_rows))
+        parts = [self.sources.rows(indices, width)] + ([self.translations.rows(tgt_rows, width)] if tgt_rows else [])
+        host = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        labeled = (host["labels"] != -100).flatten().nonzero().squeeze(1)
+        move = lambda t: to_device(t, self.device)  # noqa: E731
+        return TeacherBatch(
+            input_ids=move(host["input_ids"]), attention_mask=move(host["attention_mask"]), gold=move(host["labels"]),
+            n_sources=len(indices), n_paired=len(paired), paired_sources=move(torch.tensor(paired, dtype=torch.long)),
+            labeled_positions=move(labeled), labeled_gold=host["labels"].flatten()[labeled])
