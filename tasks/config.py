@@ -90,6 +90,9 @@ class TrainConfig(_Section):
     # selection split still ends training when it stops improving).
     min_steps: int = Field(150, ge=0)
     batch_size: int = Field(16, ge=1)
+    # batches of similar-length sentences: less padding, so faster steps (mostly on a GPU); off by
+    # default because it changes which sentences share a batch (TCL's in-batch negatives)
+    length_buckets: bool = False
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -134,6 +137,9 @@ class DistillConfig(_Section):
     epochs: int = Field(3, ge=1)
     min_steps: int = Field(150, ge=0)
     batch_size: int = Field(16, ge=1)
+    # batches of similar-length sentences: less padding, so faster steps (mostly on a GPU); off by
+    # default because it changes which sentences share a batch (TCL's in-batch negatives)
+    length_buckets: bool = False
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -141,6 +147,43 @@ class DistillConfig(_Section):
     max_length: int = Field(128, ge=8)
     patience: int | None = Field(2, ge=1)
     select_on: Literal["source_dev", "target_dev"] = "source_dev"
+
+
+DASK_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def check_dask_address(address: str) -> str:
+    """A Dask scheduler address, `tcp://HOST:PORT` (or `tls://`); ValueError saying what is wrong."""
+    match = DASK_ADDRESS.fullmatch(address.strip())
+    if match is None:
+        raise ValueError(f"{address!r} is not a Dask scheduler address: expected tcp://HOST:PORT, "
+                         "e.g. tcp://10.0.0.5:8786 (what `dask scheduler` prints)")
+    if not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"{address!r}: port {match.group(3)} is not between 1 and 65535")
+    return address.strip()
+
+
+class RunnerConfig(_Section):
+    """How the stages run: `sequential` (one after another in this process, the default) or `dask`
+    (through prefect-dask: independent branches and sweep members at once, on a LocalCluster of
+    `workers` processes, or on the existing cluster whose scheduler is at `address`). Not part of
+    any key: both give the same artifacts."""
+
+    kind: Literal["sequential", "dask"] = "sequential"
+    address: str | None = None  # tcp://HOST:PORT of a running `dask scheduler`; None: a LocalCluster
+    workers: int = Field(2, ge=1)  # LocalCluster worker processes (sized for a 2-core machine)
+    threads_per_worker: int = Field(1, ge=1)  # stages per worker process at once
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, address: str | None) -> str | None:
+        return None if address is None else check_dask_address(address)
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> "RunnerConfig":
+        if self.address is not None and self.kind != "dask":
+            raise ValueError("runner.address is the scheduler of a Dask cluster: it needs runner.kind: dask")
+        return self
 
 
 def _partial(section: type[_Section], name: str) -> type[_Section]:
@@ -189,6 +232,7 @@ class RunConfig(_Section):
     train: TrainConfig = TrainConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     distill: DistillConfig = DistillConfig()
+    runner: RunnerConfig = RunnerConfig()  # how stages run (sequential, or on Dask); enters no key
 
     @field_validator("target_lang")
     @classmethod
