@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 from pydantic import ValidationInfo
 
 from concner.tasks.errors import UserError
@@ -173,6 +173,9 @@ class RunnerConfig(_Section):
     address: str | None = None  # tcp://HOST:PORT of a running `dask scheduler`; None: a LocalCluster
     workers: int = Field(2, ge=1)  # LocalCluster worker processes (sized for a 2-core machine)
     threads_per_worker: int = Field(1, ge=1)  # stages per worker process at once
+    # torch threads per worker; None: as many as torch uses in the process that starts the run, so
+    # the bytes equal a sequential run's (CPU float sums depend on the thread count)
+    torch_threads: int | None = Field(None, ge=1)
 
     @field_validator("address")
     @classmethod
@@ -233,6 +236,16 @@ class RunConfig(_Section):
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     distill: DistillConfig = DistillConfig()
     runner: RunnerConfig = RunnerConfig()  # how stages run (sequential, or on Dask); enters no key
+    # where each key came from (file line or --set), for checks made after loading (tasks/config_checks.py)
+    _where: Any = PrivateAttr(default=None)
+    _prefix: tuple[str, ...] = PrivateAttr(default=())
+
+    def place(self, *path: str) -> str | None:
+        """Where a key was set ("run.yaml, line 12" or "--set k=v"); None for a default or an unknown origin."""
+        if self._where is None:
+            return None
+        place, _ = self._where(tuple(path), self._prefix)
+        return None if place == self._where.source else place
 
     @field_validator("target_lang")
     @classmethod
@@ -289,7 +302,9 @@ class RunConfig(_Section):
         raw = {**base, "targets": [], "target_lang": target.lang,
                "data": {**base["data"], **target.data.model_dump()},
                "translate": {**base["translate"], **target.translate.model_dump(exclude_none=True)}}
-        return RunConfig.model_validate(raw)
+        branch = RunConfig.model_validate(raw)
+        branch._where, branch._prefix = self._where, ("targets", str(self.targets.index(target)))
+        return branch
 
 
 def _same_language(lang: str | None, source: str | None) -> str | None:
@@ -411,6 +426,7 @@ def config_from_dict(raw: dict, *, base_dir: Path, source: str = "config", overr
         except ValidationError as err:
             raise UserError(_format_validation(err, where, ("targets", str(i)))) from None
     _resolve_paths(config, base_dir)
+    config._where = where
     return config
 
 

@@ -42,15 +42,20 @@ def check_inputs(config: RunConfig) -> list[str]:
 
     Raises UserError / InputFileError for the first error found.
     """
+    return list(dict.fromkeys(_checked(config).warnings))
+
+
+def _checked(config: RunConfig) -> "Preflight":
     check = Preflight()
     for _branch, branch_config in config.branches():
         check.branch(branch_config)
-    return list(dict.fromkeys(check.warnings))
+    return check
 
 
 class Preflight:
     def __init__(self) -> None:
         self.warnings: list[str] = []
+        self.notes: list[str] = []  # settings that do nothing (tasks/config_checks.py), not problems
         self._reads: dict[tuple, tuple[list[Sentence], ReadReport]] = {}
         self._parallel: dict[tuple, tuple[list[list[str]], list | None]] = {}
 
@@ -91,6 +96,9 @@ class Preflight:
         self._sample_size(config, train_path, train)
         self._entity_types(config, {s: corpora[s] for s in LABELED_SPLITS if s in corpora})
         self._translations(config, train_path, train, reports["source_train"])
+        from concner.tasks.config_checks import check_config  # models and settings, after the files
+
+        self.notes.extend(check_config(config))
 
     def _repairs(self, split: str, path: Path, report: ReadReport) -> None:
         n, line = report.tags_repaired, report.first_repair_line
@@ -215,7 +223,10 @@ def check_and_warn(config: RunConfig, console: Any, store: Path | None = None) -
     """check_inputs (and check_store), printing each warning once in yellow to `console` (stderr)."""
     if store is not None:
         check_store(store)
-    warnings = check_inputs(config)
+    check = _checked(config)
+    warnings = list(dict.fromkeys(check.warnings))
     for warning in warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    for note in dict.fromkeys(check.notes):
+        console.print(f"note: {note}", style="dim", highlight=False, markup=False, soft_wrap=True)
     return warnings
