@@ -87,11 +87,12 @@ def registered(flow_names: tuple[str, ...] = (FLOW_NAME, FROM_CONFIG_FLOW_NAME))
     return out
 
 
-def served_copy(deployment) -> Any:
+def served_copy(deployment, runner: dict[str, Any] | None = None) -> Any:
     """A RunnerDeployment equal to a registered pipeline deployment, for `serve` to pick its runs up.
 
     Serving re-registers the deployment; its schedules are copied whatever their kind, and it is
-    unpaused, as Prefect's serve pauses its deployments when it stops.
+    unpaused, as Prefect's serve pauses its deployments when it stops. `runner` (fields of the
+    config's `runner` section, from `serve --runner/--dask-address`) replaces those of its config.
     """
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.types.entrypoint import EntrypointType
@@ -100,8 +101,18 @@ def served_copy(deployment) -> Any:
 
     schedules = [DeploymentScheduleCreate(schedule=s.schedule, active=s.active, parameters=s.parameters, slug=s.slug)
                  for s in deployment.schedules]
+    parameters = dict(deployment.parameters or {})
+    if runner and "config" in parameters:
+        config = dict(parameters["config"])
+        config["runner"] = {**(config.get("runner") or {}), **runner}
+        if runner.get("kind") == "sequential":
+            config["runner"].pop("address", None)
+        try:
+            parameters["config"] = RunConfig.model_validate(config).model_dump(mode="json")
+        except ValueError as err:
+            raise UserError(f"deployment {deployment.name!r}: {err}") from None
     return pipeline_flow.to_deployment(
-        name=deployment.name, parameters=deployment.parameters, schedules=schedules,
+        name=deployment.name, parameters=parameters, schedules=schedules,
         description=deployment.description, tags=deployment.tags, entrypoint_type=EntrypointType.MODULE_PATH,
     )
 

@@ -202,7 +202,7 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
             USER_ERRORS.add(str(err))
             return Failed(message=str(err))
     _publish_ui_artifact(stage_name, store, key)
-    return result
+    return {**result, "worker": f"{socket.gethostname()}:{os.getpid()}"}  # which process computed it
 
 
 def _reused(stage_name: str, store: ArtifactStore, key: str, log) -> dict:
@@ -278,8 +278,8 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
 
 
-def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
-    """Run planned stages as Prefect tasks and write the run record (also when a stage fails)."""
+def start_record(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str) -> dict:
+    """The run record, saved as `running` before any stage (a killed run leaves it; see mark_dead_runs)."""
     mark_dead_runs(store)
     for leftover in store.leftovers():  # temp folders of killed writers (their lock is free)
         shutil.rmtree(leftover, ignore_errors=True)
@@ -296,43 +296,87 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         "stages": {},
     }
     store.save_run(record)  # from the start: a killed run leaves its record (see mark_dead_runs)
+    return record
+
+
+def key_now(stage: PlannedStage, config: RunConfig, store: ArtifactStore,
+            resolved: dict[tuple[str | None, str], str]) -> None:
+    """Key a stage whose inputs were computed in this run by their content, now that they are in
+    the store (`resolved`: the key each earlier stage of the run ended with), and decide again."""
+    if stage.key is not None:
+        return
+    spec = registry.get(stage.name)
+    stage.input_keys = {dep: resolved.get((stage.target, dep)) or resolved[(None, dep)]
+                        for dep in read_inputs(spec, stage.config or config)}
+    if not _resolve_key(stage, store):
+        raise RuntimeError(f"{stage.entry}: inputs {stage.input_keys} are not in the store after computing them")
+    _decide(stage, store)
+
+
+def stage_call(stage: PlannedStage, config: RunConfig, store: ArtifactStore):
+    """(the stage's Prefect task with this run's options, its parameters)."""
+    # a stage sees its branch's one-target config, never the whole multi-target one
+    config_json = (stage.config or config).model_dump(mode="json")
+    task_fn = stage_task.with_options(refresh_cache=stage.action == "compute", task_run_name=stage.entry)
+    parameters = {"stage_name": stage.name, "key": stage.key, "config": config_json, "store_root": str(store.root),
+                  "input_keys": stage.input_keys, "params": stage.params, "material": stage.material,
+                  "forced": stage.forced}
+    return task_fn, parameters
+
+
+def is_user_error(state) -> bool:
+    """A stage that failed on the user's input: a Failed state with a message and no exception."""
+    return bool(state.is_failed() and state.message and not _has_exception(state))
+
+
+def stage_entry(stage: PlannedStage, state, result: dict, store: ArtifactStore) -> dict:
+    """The run record's entry of a finished stage."""
+    reused = state.name == "Cached" or result.get("computed") is False
+    manifest = store.manifest(stage.name, stage.key) or {}
+    return {
+        "stage": stage.name,
+        "target": stage.target,
+        "key": stage.key,
+        "status": "reused" if reused else "computed",
+        "seconds": 0.0 if reused else result["seconds"],
+        "prefect_state": state.name,
+        "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
+        **({"note": stage.note} if stage.note and stage.note != "forced" else {}),
+    }
+
+
+def close_record(record: dict, store: ArtifactStore) -> None:
+    """End time and scores into the record, saved; the run summary to Prefect."""
+    record["ended"] = time.time()
+    record["scores"] = _collect_scores(store, record)
+    store.save_run(record)
+    try:
+        _publish_run_summary(record)
+    except Exception:  # an interrupted run may have lost its server: the record on disk is what counts
+        if record["status"] == "completed":
+            raise
+
+
+def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
+    """Run planned stages as Prefect tasks, one after another, and write the run record (also when
+    a stage fails). `flows/concurrent.py` runs them on a Dask cluster instead (runner.kind: dask)."""
+    record = start_record(config, store, plan, run_id)
     resolved: dict[tuple[str | None, str], str] = {}
     try:
         for stage in plan:
             record["current_stage"] = stage.entry
             store.save_run(record)
-            if stage.key is None:  # its inputs were computed in this run: key them by content now
-                spec = registry.get(stage.name)
-                stage.input_keys = {dep: resolved.get((stage.target, dep)) or resolved[(None, dep)]
-                                    for dep in read_inputs(spec, stage.config or config)}
-                if not _resolve_key(stage, store):
-                    raise RuntimeError(f"{stage.entry}: inputs {stage.input_keys} are not in the store after computing them")
-                _decide(stage, store)
+            key_now(stage, config, store, resolved)  # inputs computed in this run: key them by content now
             if stage.note and stage.note != "forced":
                 log.warning("%s: %s", stage.entry, stage.note)
             resolved[(stage.target, stage.name)] = stage.key
-            # a stage sees its branch's one-target config, never the whole multi-target one
-            config_json = (stage.config or config).model_dump(mode="json")
-            refresh = stage.action == "compute"
-            task_fn = stage_task.with_options(refresh_cache=refresh, task_run_name=stage.entry)
-            state = task_fn(stage.name, stage.key, config_json, str(store.root), stage.input_keys, stage.params,
-                            stage.material, stage.forced, return_state=True)
-            if state.is_failed() and state.message and not _has_exception(state):
+            task_fn, parameters = stage_call(stage, config, store)
+            state = task_fn(**parameters, return_state=True)
+            if is_user_error(state):
                 record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.entry)
                 break
             result = state.result()  # re-raises the stage's exception
-            reused = state.name == "Cached" or result.get("computed") is False
-            manifest = store.manifest(stage.name, stage.key) or {}
-            record["stages"][stage.entry] = {
-                "stage": stage.name,
-                "target": stage.target,
-                "key": stage.key,
-                "status": "reused" if reused else "computed",
-                "seconds": 0.0 if reused else result["seconds"],
-                "prefect_state": state.name,
-                "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
-                **({"note": stage.note} if stage.note and stage.note != "forced" else {}),
-            }
+            record["stages"][stage.entry] = stage_entry(stage, state, result, store)
             log.info("%s %s (%s)", stage.entry, record["stages"][stage.entry]["status"], stage.key)
             store.save_run(record)
         else:
@@ -346,14 +390,7 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
         record.update(status="failed", failed_stage=record.get("current_stage"), error=str(err) or type(err).__name__)
         raise
     finally:
-        record["ended"] = time.time()
-        record["scores"] = _collect_scores(store, record)
-        store.save_run(record)
-        try:
-            _publish_run_summary(record)
-        except Exception:  # an interrupted run may have lost its server: the record on disk is what counts
-            if record["status"] == "completed":
-                raise
+        close_record(record, store)
     return record
 
 
@@ -395,7 +432,12 @@ def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None,
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
     plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target)
-    return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
+    run_id = run_id or new_run_id(run_config.name)
+    if run_config.runner.kind == "dask":  # branches side by side on a Dask cluster (flows/concurrent.py)
+        from concner.flows.concurrent import execute_concurrently
+
+        return finish(execute_concurrently(run_config, store, plan, run_id, get_run_logger()))
+    return finish(execute(run_config, store, plan, run_id, get_run_logger()))
 
 
 @flow(name="concner-stage")

@@ -396,22 +396,80 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
                 run = _run_or_none(store, member["run_id"]) or {"status": "failed", "error": str(err)}
                 run.setdefault("error", str(err) or type(err).__name__)
                 run["status"] = "failed"
-            member.update(status=run.get("status"), scores=member_scores(run))
-            if run.get("status") != "completed":
-                member["error"] = run.get("error", "")
-                member["failed_stage"] = run.get("failed_stage")
+            _member_finished(member, run)
             save_sweep(store, record)
     except BaseException as err:  # Ctrl-C, SIGTERM
-        record.update(status="interrupted", error=f"interrupted ({type(err).__name__})")
-        for member in record["members"]:
-            if member["status"] == "running":
-                member["status"] = "interrupted"
+        _interrupted(record, err)
         raise
     else:
-        failed = [m for m in record["members"] if m["status"] != "completed"]
-        record["status"] = "failed" if failed else "completed"
-        if failed:
-            record["error"] = f"{len(failed)} of {len(record['members'])} members did not complete"
+        _finished(record)
+    finally:
+        record["ended"] = time.time()
+        save_sweep(store, record)
+    return record
+
+
+def _member_finished(member: dict, run: dict) -> None:
+    member.update(status=run.get("status"), scores=member_scores(run))
+    if run.get("status") != "completed":
+        member["error"] = run.get("error", "")
+        member["failed_stage"] = run.get("failed_stage")
+
+
+def _interrupted(record: dict, err: BaseException) -> None:
+    record.update(status="interrupted", error=f"interrupted ({type(err).__name__})")
+    for member in record["members"]:
+        if member["status"] == "running":
+            member["status"] = "interrupted"
+
+
+def _finished(record: dict) -> None:
+    failed = [m for m in record["members"] if m["status"] != "completed"]
+    record["status"] = "failed" if failed else "completed"
+    if failed:
+        record["error"] = f"{len(failed)} of {len(record['members'])} members did not complete"
+
+
+def run_sweep_concurrently(store: ArtifactStore, record: dict, runner, log) -> dict:
+    """Every member of a sweep record at once on the Dask runner `runner` (flows/concurrent.py).
+
+    All members are planned first; a stage that several members share is computed by one of them
+    (the others wait for it and reuse it), so each key is computed once, as in `run_sweep`. A
+    member whose stage fails stops; the other members go on."""
+    from concner.flows.concurrent import RunJob, execute_many
+    from concner.flows.pipeline import new_run_id, plan_run
+    from concner.tasks.config import RunConfig
+
+    mark_dead_sweeps(store)
+    save_sweep(store, record)
+    jobs: list[RunJob] = []
+    member_of: dict[str, dict] = {}
+    try:
+        for member in record["members"]:
+            if member["status"] != "pending":
+                continue
+            config = RunConfig.model_validate(member["config"])
+            member.update(run_id=new_run_id(config.name), status="running")
+            try:
+                plan = plan_run(config, store, until=record.get("until"))
+            except UserError as err:
+                _member_finished(member, {"status": "failed", "error": str(err)})
+                continue
+            jobs.append(RunJob(config, plan, member["run_id"]))
+            member_of[member["run_id"]] = member
+        save_sweep(store, record)
+        log.info("sweep: %d members at once on Dask", len(jobs))
+
+        def finished(job: RunJob) -> None:
+            _member_finished(member_of[job.run_id], job.record)
+            save_sweep(store, record)
+
+        execute_many(jobs, store, runner, log, on_finished=finished)
+    except BaseException as err:  # Ctrl-C, SIGTERM, a broken cluster
+        _interrupted(record, err)
+        raise
+    else:
+        _finished(record)
     finally:
         record["ended"] = time.time()
         save_sweep(store, record)
@@ -428,10 +486,18 @@ def _run_or_none(store: ArtifactStore, run_id: str) -> dict | None:
 
 @flow(name="concner-sweep", log_prints=True)
 def sweep_flow(sweep_id: str, store_root: str) -> dict:
-    """Every member of the sweep record `sweeps/<sweep_id>.json`, one after the other, as ordinary
-    pipeline runs (each with its run record; their stages are this flow's tasks)."""
+    """Every member of the sweep record `sweeps/<sweep_id>.json` as ordinary pipeline runs (each
+    with its run record; their stages are this flow's tasks): one after the other, or side by side
+    on Dask when the base config says `runner.kind: dask`."""
+    from concner.tasks.config import RunnerConfig
+
     store = ArtifactStore(store_root)
-    record = run_sweep(store, load_sweep(store, sweep_id), get_run_logger())
+    record = load_sweep(store, sweep_id)
+    runner = RunnerConfig.model_validate(record["base_config"].get("runner") or {})
+    if runner.kind == "dask":  # members side by side on a Dask cluster
+        record = run_sweep_concurrently(store, record, runner, get_run_logger())
+    else:
+        record = run_sweep(store, record, get_run_logger())
     if record["status"] != "completed":
         return Failed(message=record.get("error", "sweep failed"))
     return record

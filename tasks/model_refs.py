@@ -56,7 +56,9 @@ def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | Non
     from concner.models.tiny import build_tiny_encoder
 
     texts = _texts(inputs, "source_train") + _texts(inputs, "target_unlabeled")
-    return str(build_tiny_encoder(texts, tiny_cache(store_root, "encoder", texts)))
+    folder = tiny_cache(store_root, "encoder", texts)
+    with _building(folder):
+        return str(build_tiny_encoder(texts, folder))
 
 
 def resolve_translator(ref: str, inputs: Mapping[str, Path], store_root: Path | None, *, reverse: bool = False) -> str:
@@ -68,4 +70,16 @@ def resolve_translator(ref: str, inputs: Mapping[str, Path], store_root: Path | 
     src, tgt = _texts(inputs, "source_train"), _texts(inputs, "target_unlabeled")
     if reverse:
         src, tgt = tgt, src
-    return str(build_tiny_marian(src, tgt, tiny_cache(store_root, "marian", src, tgt)))
+    folder = tiny_cache(store_root, "marian", src, tgt)
+    with _building(folder):
+        return str(build_tiny_marian(src, tgt, folder))
+
+
+def _building(folder: Path):
+    """One builder per tiny-model folder at a time: stages running side by side (Dask workers,
+    two processes on one store) that need the same model wait for it instead of replacing it
+    while the other reads it."""
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder.parent / f".{folder.name}.lock"))

@@ -1,0 +1,205 @@
+"""The stages of one or several runs at once, on Prefect's DaskTaskRunner (`runner.kind: dask`).
+
+The flow's process schedules and the workers compute. A stage is submitted once every stage it
+waits for has finished (`waits_for`: the earlier shared stages and the earlier stages of its own
+branch), so the stages of a branch keep their order while branches, and the members of a sweep,
+run side by side. Keys are resolved here, in the flow's process, when a stage becomes ready:
+its inputs are then in the store, which this process and every worker see at the same path.
+A stage whose key another run of the batch is computing right now waits for it and then reuses
+the artifact; across processes, the store's per-key lock does the same. Each run keeps its own
+record (`runs/<run-id>.json`, saved when it starts and after every stage), with its stages in
+plan order and, for a computed stage, the worker (`host:pid`) that computed it.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.exceptions import ExternalSignal
+
+from concner.flows.pipeline import (USER_ERRORS, PlannedStage, _decide, close_record, is_user_error, key_now,
+                                    stage_call, stage_entry, start_record)
+from concner.tasks.config import RunConfig, RunnerConfig
+from concner.tasks.errors import UserError
+from concner.tasks.store import ArtifactStore
+
+
+@dataclass
+class RunJob:
+    """One run of the batch: its plan, and where its stages stand."""
+
+    config: RunConfig
+    plan: list[PlannedStage]
+    run_id: str
+    record: dict = field(default_factory=dict)
+    resolved: dict[tuple[str | None, str], str] = field(default_factory=dict)  # (target, stage) -> key
+    running: set[int] = field(default_factory=set)  # indexes into plan
+    finished: set[int] = field(default_factory=set)
+    stopped: bool = False  # a stage failed: nothing more of this run is submitted
+    error: BaseException | None = None  # the exception of a stage that failed with a bug
+    closed: bool = False
+
+    def ready(self, waits: list[list[int]]) -> list[int]:
+        if self.stopped:
+            return []
+        return [i for i in range(len(self.plan)) if i not in self.running and i not in self.finished
+                and all(j in self.finished for j in waits[i])]
+
+    @property
+    def done(self) -> bool:
+        return not self.running and (self.stopped or len(self.finished) == len(self.plan))
+
+
+def waits_for(plan: list[PlannedStage]) -> list[list[int]]:
+    """For each planned stage, the indexes of the stages it waits for: every earlier shared stage
+    and every earlier stage of its own branch. A one-target run is thus a chain, and the branches
+    of a multi-target run are chains that start after the shared source ingest."""
+    return [[j for j in range(i) if plan[j].target is None or plan[j].target == stage.target]
+            for i, stage in enumerate(plan)]
+
+
+def execute_concurrently(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str,
+                         log) -> dict:
+    """`pipeline.execute` on the Dask runner of `config.runner`: the same record, the same artifacts."""
+    job = RunJob(config, plan, run_id)
+    execute_many([job], store, config.runner, log)
+    if job.error is not None:
+        raise job.error
+    return job.record
+
+
+def execute_many(jobs: list[RunJob], store: ArtifactStore, runner: RunnerConfig, log,
+                 on_finished: Callable[[RunJob], None] | None = None) -> None:
+    """Run every job's plan on one Dask task runner; `on_finished(job)` as each run ends."""
+    from concner.flows.runner import started
+
+    for job in jobs:
+        job.record = start_record(job.config, store, job.plan, job.run_id)
+    waits = [waits_for(job.plan) for job in jobs]
+    finished: queue.Queue = queue.Queue()
+    computing: dict[tuple[str, str], tuple[int, int]] = {}  # (stage, key) -> (job, stage index) now on a worker
+    try:
+        with started(runner) as task_runner:
+            while True:
+                for a, job in enumerate(jobs):
+                    for i in job.ready(waits[a]):
+                        _submit(a, i, job, store, task_runner, computing, finished, log)
+                    if job.done and not job.closed:  # e.g. a key that could not be resolved
+                        _close(job, store, on_finished)
+                if not any(job.running for job in jobs):
+                    break
+                try:
+                    a, i, future = finished.get(timeout=1.0)  # a timeout, so that Ctrl-C is seen
+                except queue.Empty:
+                    continue
+                job = jobs[a]
+                _collect(job, i, future, store, log)
+                computing.pop((job.plan[i].name, job.plan[i].key), None)
+                if job.done:
+                    _close(job, store, on_finished)
+    except UserError as err:  # the cluster cannot be reached: every run fails with that one message
+        USER_ERRORS.add(str(err))
+        for job in jobs:
+            if not job.closed:
+                job.record.update(status="failed", error=str(err), user_error=True,
+                                  failed_stage=job.record.get("current_stage"))
+    except (KeyboardInterrupt, SystemExit, ExternalSignal) as err:  # Ctrl-C, SIGTERM
+        for job in jobs:
+            if not job.closed:
+                where = job.record.get("current_stage")
+                job.record.update(status="interrupted", failed_stage=where,
+                                  error=f"interrupted ({type(err).__name__}) during {where}")
+        raise
+    except BaseException as err:
+        for job in jobs:
+            if not job.closed:
+                job.record.update(status="failed", failed_stage=job.record.get("current_stage"),
+                                  error=str(err) or type(err).__name__)
+        raise
+    finally:
+        for job in jobs:
+            if not job.closed:
+                _close(job, store, on_finished)
+
+
+def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, task_runner, computing: dict,
+            finished: queue.Queue, log) -> None:
+    """Key the stage (its inputs are in the store now), decide again, and hand it to a worker;
+    when another run of the batch computes the same key right now, leave it ready for later."""
+    stage = job.plan[i]
+    try:
+        key_now(stage, job.config, store, job.resolved)
+    except Exception as err:  # a bug: inputs computed but not in the store
+        _fail(job, stage, err, log)
+        return
+    if (stage.name, stage.key) in computing:
+        return
+    if not stage.forced:  # another run may have published it since this one was planned
+        _decide(stage, store)
+    if stage.note and stage.note != "forced":
+        log.warning("%s: %s", stage.entry, stage.note)
+    job.resolved[(stage.target, stage.name)] = stage.key
+    task_fn, parameters = stage_call(stage, job.config, store)
+    future = task_runner.submit(task_fn, parameters)
+    job.running.add(i)
+    computing[(stage.name, stage.key)] = (a, i)
+    future.add_done_callback(lambda f, a=a, i=i: finished.put((a, i, f)))
+    _save(job, store)
+
+
+def _collect(job: RunJob, i: int, future, store: ArtifactStore, log) -> None:
+    """A finished stage into its run's record; a failure stops that run (other runs go on)."""
+    stage = job.plan[i]
+    job.running.discard(i)
+    job.finished.add(i)
+    try:
+        state = future.wrapped_future.result()  # the task run's final State
+        if is_user_error(state):
+            USER_ERRORS.add(state.message)
+            if not job.stopped:
+                job.record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.entry)
+            job.stopped = True
+        else:
+            result: dict[str, Any] = state.result()  # re-raises the stage's exception
+            entry = stage_entry(stage, state, result, store)
+            if entry["status"] == "computed" and result.get("worker"):
+                entry["worker"] = result["worker"]
+            job.record["stages"][stage.entry] = entry
+            log.info("%s %s (%s)", stage.entry, entry["status"], stage.key)
+    except Exception as err:  # a stage's bug, or the worker died
+        _fail(job, stage, err, log)
+    _save(job, store)
+
+
+def _fail(job: RunJob, stage: PlannedStage, err: BaseException, log) -> None:
+    log.error("%s failed: %s", stage.entry, err)
+    if not job.stopped:
+        job.record.update(status="failed", failed_stage=stage.entry, error=str(err) or type(err).__name__)
+        job.error = err
+    job.stopped = True
+
+
+def _save(job: RunJob, store: ArtifactStore) -> None:
+    """The record with its stages in plan order and the stages now running as `current_stage`."""
+    stages = job.record["stages"]
+    job.record["stages"] = {s.entry: stages[s.entry] for s in job.plan if s.entry in stages}
+    running = [job.plan[i].entry for i in sorted(job.running)]
+    if running:
+        job.record["current_stage"] = ", ".join(running)
+    store.save_run(job.record)
+
+
+def _close(job: RunJob, store: ArtifactStore, on_finished: Callable[[RunJob], None] | None) -> None:
+    job.closed = True
+    if job.record.get("status") == "running":
+        if job.stopped or len(job.finished) < len(job.plan):
+            job.record.update(status="failed", error=job.record.get("error") or "not every stage ran")
+        else:
+            job.record["status"] = "completed"
+            job.record.pop("current_stage", None)
+    close_record(job.record, store)
+    if on_finished is not None:
+        on_finished(job)
