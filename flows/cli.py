@@ -138,6 +138,51 @@ def demo(
     _run_pipeline(config_path(config), set_, store, [], None, dry_run)
 
 
+FileOpt = Optional[Path]
+
+
+@app.command()
+def init(
+    source_train: Annotated[FileOpt, typer.Option("--source-train", help="Labeled source training file (CoNLL).")] = None,
+    source_dev: Annotated[FileOpt, typer.Option("--source-dev", help="Labeled source dev file (optional).")] = None,
+    source_lang: Annotated[Optional[str], typer.Option("--source-lang", help="Source language code (default en).")] = None,
+    target_lang: Annotated[Optional[str], typer.Option("--target-lang", help="Target language code, e.g. es.")] = None,
+    target_unlabeled: Annotated[FileOpt, typer.Option("--target-unlabeled", help="Unlabeled target text.")] = None,
+    target_test: Annotated[FileOpt, typer.Option("--target-test", help="Labeled target test file (optional).")] = None,
+    target_dev: Annotated[FileOpt, typer.Option("--target-dev", help="Labeled target dev file (optional).")] = None,
+    translator: Annotated[Optional[str], typer.Option("--translator", help="MarianMT model: hub name or folder.")] = None,
+    parallel_file: Annotated[FileOpt, typer.Option("--parallel-file", help="Existing translations of the source "
+                                                                          "sentences, in order (instead of a model).")] = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help="Encoder: hub name, folder, package:MODULE/folder "
+                                                                     "or tiny.")] = None,
+    aligner: Annotated[Optional[str], typer.Option("--aligner", help="Aligner for projection (default: the encoder).")] = None,
+    sample_size: Annotated[Optional[int], typer.Option("--sample-size", help="Use at most N labeled source sentences.")] = None,
+    max_unlabeled: Annotated[Optional[int], typer.Option("--max-unlabeled", help="Distill on at most N unlabeled "
+                                                                                 "sentences (default 3000 when more).")] = None,
+    repair_tags: Annotated[bool, typer.Option("--repair-tags", help="Read invalid BIOES sequences as conlleval does.")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default SRC-TGT).")] = None,
+    out: Annotated[FileOpt, typer.Option("--out", help="Config file to write (default NAME.yaml).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Set up a new language pair: check its files and models, and write a commented run config.
+
+    Asks for whatever no flag gives (on a terminal); without a terminal a missing required flag is an error."""
+    from rich.prompt import Prompt
+
+    from concner.flows.init_config import Answers, Asker, gather, plan_table, prepare, write
+
+    given = Answers(source_train, source_dev, source_lang, target_lang, target_unlabeled, target_test, target_dev,
+                    translator, parallel_file, encoder, aligner, sample_size, max_unlabeled, repair_tags, name, out)
+    say = lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)
+    prompt = (lambda question, default: Prompt.ask(question, console=console, default=default)) \
+        if sys.stdin.isatty() else None
+    plan = gather(given, Asker(prompt, say))
+    prepared = prepare(plan, force=force)
+    console.print(plan_table(plan, prepared.estimates))
+    path = write(prepared)
+    say(f"wrote {path}\nnext: concner run {path} --dry-run   (then without --dry-run)")
+
+
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help="Stage to run: ingest, ingest_target, translate, project, train, pseudo_label, distill, evaluate.")],
