@@ -285,12 +285,16 @@ def sweep(
 
 
 @app.command()
-def runs(store: StoreOpt = None) -> None:
-    """List the runs in the store: id, start time, status, stages computed/reused, scores."""
-    from concner.flows.views import runs_table
+def runs(
+    store: StoreOpt = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Print at full width, wrapping nothing (the default when "
+                                                      "stdout is not a terminal).")] = False,
+) -> None:
+    """List the runs in the store: full id, start time, status, stages computed/reused, F1 scores (projection too)."""
+    from concner.flows.runs_view import print_runs
     from concner.tasks.store import ArtifactStore
 
-    console.print(runs_table(ArtifactStore(_store_root(store))))
+    print_runs(console, ArtifactStore(_store_root(store)), wide=wide)
 
 
 @app.command()

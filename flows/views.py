@@ -57,30 +57,7 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def runs_table(store: ArtifactStore) -> Table:
-    table = Table(title=f"runs in {store.root}")
-    for col in ("run", "started", "status", "computed", "reused", "scores"):
-        table.add_column(col)
-    for r in store.list_runs():
-        stages = r.get("stages", {}).values()
-        table.add_row(
-            r["run_id"],
-            when(r.get("started")),
-            r.get("status", "?"),
-            str(sum(s["status"] == "computed" for s in stages)),
-            str(sum(s["status"] == "reused" for s in stages)),
-            score_line(r.get("scores", {})),
-        )
-    return table
-
-
-def score_line(scores: dict) -> str:
-    parts = []
-    for stage, by_set in scores.items():
-        for set_name, s in by_set.items():
-            if isinstance(s, dict) and "f1" in s:
-                parts.append(f"{stage}/{set_name} F1 {100 * s['f1']:.1f}")
-    return ", ".join(parts)
+# `concner runs` is flows/runs_view.py (it imports no stage module, so it stays fast).
 
 
 def stage_summary_table(record: dict, store: ArtifactStore) -> Table:
