@@ -1,0 +1,51 @@
+"""The time estimates of `concner init` come from the measured benchmark results: the constants
+must match benchmarks/results/*.json, and a larger encoder must cost proportionally more."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from concner.tasks import estimate as est
+from concner.tasks.config import config_from_dict
+from concner.tasks.model_info import ModelInfo
+from tests.conftest import REPO
+
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def _bench(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def test_constants_are_the_measured_figures():
+    stages = _bench("real_transfer")["stage_seconds"]
+    assert est.TRAIN_S_PER_STEP == pytest.approx(stages["train"] / 96, rel=1e-3)
+    assert est.PSEUDO_S_PER_SENTENCE == pytest.approx(stages["pseudo_label"] / 3000, rel=1e-3)
+    assert est.DISTILL_S_PER_SENTENCE_EPOCH == pytest.approx(stages["distill"] / 9000, rel=1e-3)
+    align = _bench("align")
+    assert est.ALIGN_S_PER_PAIR == pytest.approx(align["batched"]["s_per_pair"], rel=1e-2)
+    assert est.ALIGN_BENCH_LAYER == align["layer"]
+    translate = _bench("translate")
+    assert est.TRANSLATE_SENTENCES_PER_S == pytest.approx(translate["batched"]["median_sentences_per_s"], rel=1e-3)
+
+
+def _info(layers: int | None, hidden: int | None) -> ModelInfo:
+    return ModelInfo("m", "local", None, layers, hidden, "test")
+
+
+def test_estimate_scales_with_sizes_and_model():
+    config = config_from_dict({"target_lang": "es", "data": {"source_train": "x"},
+                               "translate": {"backend": "parallel", "parallel_file": "y"}}, base_dir=REPO)
+    minilm = _info(6, 384)
+    small = {e.stage: e.seconds for e in est.estimate(config, est.Sizes(500, 3000), minilm, minilm)}
+    # the benchmark's own setting comes back: 3000 unlabeled sentences pseudo-labelled in ~24 s
+    assert small["pseudo_label"] == pytest.approx(24.27, rel=1e-2)
+    base = {e.stage: e.seconds for e in est.estimate(config, est.Sizes(500, 3000), _info(12, 768), _info(12, 768))}
+    assert base["train"] == pytest.approx(8 * small["train"]) and base["distill"] == pytest.approx(8 * small["distill"])
+    unknown = {e.stage: e.seconds for e in est.estimate(config, est.Sizes(500, 3000), _info(None, None), minilm)}
+    assert unknown["train"] == pytest.approx(base["train"])  # an unknown hub model is assumed base-sized
+    more = {e.stage: e.seconds for e in est.estimate(config, est.Sizes(500, 6000), minilm, minilm)}
+    assert more["distill"] == pytest.approx(2 * small["distill"])
+    assert est.human(30) == "~30 s" and est.human(600) == "~10 min" and est.human(2 * 3600) == "~2.0 h"
