@@ -174,9 +174,13 @@ def init(
     given = Answers(source_train, source_dev, source_lang, target_lang, target_unlabeled, target_test, target_dev,
                     translator, parallel_file, encoder, aligner, sample_size, max_unlabeled, repair_tags, name, out)
     say = lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)
-    prompt = (lambda question, default: Prompt.ask(question, console=console, default=default)) \
-        if sys.stdin.isatty() else None
-    plan = gather(given, Asker(prompt, say))
+    def prompt(question: str, default: str | None) -> str:
+        try:
+            return Prompt.ask(question, console=console, default=default) or ""
+        except EOFError:
+            raise UserError(f"concner init: no answer to {question!r} (input ended)") from None
+
+    plan = gather(given, Asker(prompt if sys.stdin.isatty() else None, say))
     prepared = prepare(plan, force=force)
     console.print(plan_table(plan, prepared.estimates))
     path = write(prepared)

@@ -90,10 +90,16 @@ class Asker:
             return default
         hint = "" if required or default is not None else " (empty: none)"
         while True:
-            answer = self.prompt(question + hint, default).strip()
+            answer = (self.prompt(question + hint, default) or "").strip()
             if answer or not required:
                 return answer or None
             self.say(f"  an answer is required ({flag})")
+
+    def yes(self, question: str) -> bool:
+        """A yes/no question on a terminal; False without one."""
+        if self.prompt is None:
+            return False
+        return (self.prompt(question + " [y/n]", "n") or "").strip().lower() in ("y", "yes")
 
     def checked(self, given: str | None, flag: str, question: str, check: Callable[[str], object], *,
                 default: str | None = None, required: bool = True):
@@ -326,9 +332,19 @@ def gather(given: Answers, ask: Asker) -> Plan:
     say = ask.say
 
     def file_answer(flag: str, key: str, question: str, reader, required: bool):
+        def check(answer: str) -> FileSummary:
+            path = existing_file(answer)
+            try:
+                return reader(path)
+            except UserError as err:  # tags a tagger never emits: offer to read them as conlleval does
+                if "repair_tags" not in str(err) or a.repair_tags or not ask.yes(
+                        f"  {err}\n  Read such sequences as conlleval does, counting each (ingest.repair_tags)?"):
+                    raise
+                a.repair_tags = True
+                return reader(path)
+
         value = getattr(given, key)
-        summary = ask.checked(None if value is None else str(value), flag, question,
-                              lambda s: reader(existing_file(s)), required=required)
+        summary = ask.checked(None if value is None else str(value), flag, question, check, required=required)
         if summary is not None:
             setattr(a, key, summary.path)
             files[key] = summary
@@ -397,7 +413,7 @@ def gather(given: Answers, ask: Asker) -> Plan:
     say(f"  alignment layer {layer}: {why}")
 
     a.sample_size = ask.checked(None if given.sample_size is None else str(given.sample_size), "--sample-size",
-                                "Use at most this many labeled source sentences (empty: all)", _count,
+                                "Use at most this many labeled source sentences (a low-resource sample)", _count,
                                 required=False)
     unlabeled = files["target_unlabeled"].sentences
     default_max = str(MAX_UNLABELED) if unlabeled > MAX_UNLABELED else None

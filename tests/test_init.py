@@ -131,3 +131,31 @@ def test_layer_rule_follows_depth(tmp_path: Path):
         empty = tmp_path / "empty"
         empty.mkdir()
         describe(str(empty))
+
+
+def test_a_file_needing_tag_repairs_asks_for_them(tmp_path: Path):
+    """BIOES a tagger never emits (B- never closed): a terminal user is asked, and the config says so."""
+    bioes = tmp_path / "en_bioes.conll"
+    sentences = []
+    for i, block in enumerate((SAMPLES / "en_train.conll").read_text(encoding="utf-8").strip().split("\n\n")):
+        rows = [row.split("\t") for row in block.split("\n")]
+        tags = [t for _, t in rows]
+        spans = [(j, t[2:]) for j, t in enumerate(tags) if t.startswith("B-")]
+        out = ["O"] * len(tags)
+        for j, label in spans:  # single-word BIOES entities: S-; the first sentence's first one left open
+            out[j] = f"B-{label}" if (i, j) == (0, spans[0][0]) else f"S-{label}"
+        sentences.append("\n".join(f"{w}\t{t}" for (w, _), t in zip(rows, out)))
+    bioes.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    flags = dict(source_train=bioes, target_lang="es", target_unlabeled=SAMPLES / "es_unlabeled.txt",
+                 parallel_file=SAMPLES / "es_train.conll", encoder="tiny", out=tmp_path / "repaired.yaml")
+    code, _, err = run_cli("init", *[str(x) for k, v in flags.items() for x in (f"--{k.replace('_', '-')}", v)])
+    assert code == 2 and f"{bioes}, line " in err and "--repair-tags" in err  # no terminal: the flag is named
+    questions = []
+
+    def prompt(question: str, default: str | None) -> str:
+        questions.append(question)
+        return "y" if "repair_tags" in question else (default or "")
+
+    plan = gather(Answers(**flags), Asker(prompt, lambda _: None))
+    assert sum("repair_tags" in q for q in questions) == 1
+    assert yaml.safe_load(write(prepare(plan)).read_text())["ingest"]["repair_tags"] is True
