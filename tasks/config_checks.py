@@ -11,6 +11,8 @@ nothing: a loss term whose lambda is 0 is not computed, so its temperature and o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
 from concner.tasks.model_info import ModelInfo, describe, hub_offline
@@ -90,8 +92,32 @@ def loss_notes(config: RunConfig) -> list[str]:
     return notes
 
 
-def check_config(config: RunConfig) -> list[str]:
-    """The models and settings of one target's config: raises for errors, returns the notes."""
+UNLABELED_NOTE_ABOVE = 3000  # the measured recipe's unlabeled size (configs/en-es-minilm.yaml)
+
+
+def size_notes(config: RunConfig, infos: dict[str, ModelInfo], unlabeled: tuple[Path, int] | None,
+               source_train: int) -> list[str]:
+    """A large unlabeled file with no ingest.max_unlabeled: every sentence is pseudo-labelled and distilled."""
+    if unlabeled is None or config.ingest.max_unlabeled or unlabeled[1] <= UNLABELED_NOTE_ABOVE:
+        return []
+    from concner.tasks.estimate import Sizes, estimate, human
+
+    path, n = unlabeled
+    encoder = infos["train.encoder"]
+    stages = {e.stage: e for e in estimate(config, Sizes(source_train, n), encoder, infos["project.aligner_model"],
+                                           student=infos.get("distill.encoder", encoder))}
+    return [f"{_where(config, 'data.target_unlabeled')}: {n} sentences ({path}) and no ingest.max_unlabeled: "
+            f"pseudo_label and distill use all of them (distill {human(stages['distill'].seconds)} on a 2-core CPU "
+            f"by the benchmark figures, tasks/estimate.py); ingest.max_unlabeled: {UNLABELED_NOTE_ABOVE} is the "
+            "measured recipe's size"]
+
+
+def check_config(config: RunConfig, *, unlabeled: tuple[Path, int] | None = None,
+                 source_train: int = 0) -> list[str]:
+    """The models and settings of one target's config: raises for errors, returns the notes.
+
+    `unlabeled` (the file and its sentence count) and `source_train` (sentences) come from the
+    preflight's reading of the files, for the size note."""
     infos = check_models(config)
     check_layer(config, infos["project.aligner_model"])
-    return loss_notes(config)
+    return loss_notes(config) + size_notes(config, infos, unlabeled, source_train)

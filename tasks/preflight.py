@@ -98,7 +98,9 @@ class Preflight:
         self._translations(config, train_path, train, reports["source_train"])
         from concner.tasks.config_checks import check_config  # models and settings, after the files
 
-        self.notes.extend(check_config(config))
+        unlabeled = corpora.get("target_unlabeled")
+        self.notes.extend(check_config(config, unlabeled=(unlabeled[0], len(unlabeled[1])) if unlabeled else None,
+                                       source_train=len(train)))
 
     def _repairs(self, split: str, path: Path, report: ReadReport) -> None:
         n, line = report.tags_repaired, report.first_repair_line

@@ -101,3 +101,16 @@ def test_tcl_without_translations_is_a_note(tmp_path: Path):
     code, _, err = run_cli("run", config, "--dry-run", "--store", tmp_path / "store")
     assert code == 0
     assert f"line {_line(config, 'use_translations')}: train.use_translations is false: TCL pairs" in " ".join(err.split())
+
+
+def test_a_large_unlabeled_file_without_max_unlabeled_is_a_note_with_an_estimate(tmp_path: Path):
+    big = tmp_path / "es_big.txt"
+    big.write_text((SAMPLES / "es_unlabeled.txt").read_text(encoding="utf-8") * 8, encoding="utf-8")  # 3,200
+    config = _config(tmp_path, data={"target_unlabeled": str(big)})
+    code, _, err = run_cli("run", config, "--dry-run", "--store", tmp_path / "store")
+    text = " ".join(err.split())
+    assert code == 0
+    assert f"note: {config}, line {_line(config, 'es_big.txt')}: data.target_unlabeled: 3200 sentences" in text
+    assert "no ingest.max_unlabeled" in text and "distill ~" in text
+    code, _, err = run_cli("run", config, "--dry-run", "--store", tmp_path / "store", "--set", "ingest.max_unlabeled=500")
+    assert code == 0 and "max_unlabeled" not in err
