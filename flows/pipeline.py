@@ -177,6 +177,14 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
 
     One writer per key across processes: the stage computes under the key's lock, and a process
     that finds the artifact published once it holds the lock reuses it (unless forced)."""
+    # The body is a module-level function: on a Dask worker it then runs with this module's state
+    # (cloudpickle ships a task's own function by value, with private copies of the globals it names).
+    return run_stage_task(stage_name, key, config, store_root, input_keys, params, material, forced)
+
+
+def run_stage_task(stage_name: str, key: str, config: dict, store_root: str, input_keys: dict[str, str],
+                   params: dict[str, Any], material: dict[str, Any] | None, forced: bool) -> dict:
+    """The body of `stage_task` (inside a Prefect task run)."""
     store = ArtifactStore(store_root)
     log = get_run_logger()
     if not forced and store.exists(stage_name, key):
@@ -195,11 +203,13 @@ def stage_task(stage_name: str, key: str, config: dict, store_root: str, input_k
             message = (f"{stage_name}: cannot write to the store {store.root}: {err.strerror}"
                        + (f" ({err.filename})" if err.filename else "") + "; free space or fix permissions, then rerun")
             USER_ERRORS.add(message)
+            hide_user_error_echoes()
             return Failed(message=message)
         except UserError as err:
             # A Failed state instead of an exception: Prefect logs no traceback for the user's
             # mistake, and the CLI prints the message once (the console filter hides Prefect's copy).
             USER_ERRORS.add(str(err))
+            hide_user_error_echoes()
             return Failed(message=str(err))
     _publish_ui_artifact(stage_name, store, key)
     return {**result, "worker": f"{socket.gethostname()}:{os.getpid()}"}  # which process computed it
@@ -242,8 +252,16 @@ class _HideUserErrorEchoes(logging.Filter):
         return not any(message in text for message in USER_ERRORS)
 
 
-for _logger in ("prefect.task_runs", "prefect.flow_runs"):
-    logging.getLogger(_logger).addFilter(_HideUserErrorEchoes())
+def hide_user_error_echoes() -> None:
+    """Install the filter (once). Called again where a user error is reported: in a Dask worker,
+    Prefect configures its loggers anew after this module was imported, dropping the filter."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideUserErrorEchoes) for f in logger.filters):
+            logger.addFilter(_HideUserErrorEchoes())
+
+
+hide_user_error_echoes()
 
 
 def mark_dead_runs(store: ArtifactStore) -> list[str]:
