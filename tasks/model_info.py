@@ -42,7 +42,7 @@ class ModelInfo:
 
 def looks_local(ref: str) -> bool:
     """A reference written as a path (absolute, ./, ../, ~), not a hub name like `org/name`."""
-    return ref.startswith(("/", "./", "../", "~")) or os.sep + os.sep in ref
+    return ref.startswith(("/", "./", "../", "~"))
 
 
 def _package_folder(ref: str) -> Path:

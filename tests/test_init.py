@@ -4,7 +4,6 @@ alignment layer from the aligner's depth, and a config that `concner run --dry-r
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
