@@ -185,9 +185,21 @@ class ConcNerModel(nn.Module):
     # -- forward -------------------------------------------------------------------------------
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> NerOutput:
-        out = self.token_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        out = self.token_model(input_ids=input_ids, attention_mask=self._encoder_mask(attention_mask),
+                               output_hidden_states=True)
         hidden = out.hidden_states[-1]  # [B, T, H]: what the classifier sees (before its dropout)
         pool_mask = attention_mask.bool() & ~torch.isin(input_ids, self.pool_excluded_ids)
         sentence_emb = self.sentence_head(masked_mean(hidden, pool_mask))
         return NerOutput(logits=out.logits, token_features=hidden, token_emb=self.token_head(hidden),
                          sentence_emb=sentence_emb)
+
+    def _encoder_mask(self, attention_mask: Tensor) -> Tensor:
+        """On a GPU with SDPA attention, the [B, 1, T, T] boolean mask that transformers would build
+        from the [B, T] one (True: attend), handed over ready-made: building it, transformers first
+        asks whether the batch has any padding (`mask.all()`), which makes the host wait for the
+        GPU once per forward pass and so keeps it from queueing the next step's work."""
+        if (attention_mask.device.type != "cuda" or torch.compiler.is_compiling()
+                or getattr(self.token_model.config, "_attn_implementation", None) != "sdpa"):
+            return attention_mask
+        batch, width = attention_mask.shape
+        return attention_mask.bool()[:, None, None, :].expand(batch, 1, width, width)

@@ -38,6 +38,7 @@ class FitSettings:
     patience: int | None = 2
     min_steps: int = 0  # more epochs than `epochs` when a small corpus would give fewer optimizer steps
     length_buckets: bool = False  # batches of similar-length sentences (less padding; other batch mixes)
+    compile: bool = False  # torch.compile the training forward pass (pays on a GPU over many steps)
     seed: int = 13
 
 
@@ -93,6 +94,15 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
+    # compiled, the forward and backward passes run as a few fused kernels instead of hundreds of
+    # small ones, each launched from Python; the first steps pay the compilation
+    forward = model
+    if settings.compile:
+        # the teacher's balancing takes gradients with retain_graph=True, which compiled backward
+        # passes refuse when they reuse ("donate") their buffers
+        torch._functorch.config.donated_buffer = False
+        forward = torch.compile(model, dynamic=True)
+
     result = FitResult()
     best_f1, best_state, bad_epochs = -1.0, None, 0
     with progress_bar(progress, total) as advance:
@@ -104,7 +114,7 @@ def fit(
             epoch_rows: list[dict] = []
             for indices in batch_order(len(items), settings, generator, getattr(batches, "lengths", None)):
                 with autocast:
-                    terms = loss_fn(model, batches.batch(indices), loss_generator)
+                    terms = loss_fn(forward, batches.batch(indices), loss_generator)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
