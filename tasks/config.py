@@ -91,8 +91,11 @@ class TrainConfig(_Section):
     min_steps: int = Field(150, ge=0)
     batch_size: int = Field(16, ge=1)
     # batches of similar-length sentences: less padding, so faster steps (mostly on a GPU); off by
-    # default because it changes which sentences share a batch (TCL's in-batch negatives)
+    # default because it changes which sentences share a batch
     length_buckets: bool = False
+    # torch.compile the training forward pass: fewer, fused GPU kernels; the first steps pay the
+    # compilation (tens of seconds), so it pays on long runs on a GPU only
+    compile: bool = False
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -138,8 +141,11 @@ class DistillConfig(_Section):
     min_steps: int = Field(150, ge=0)
     batch_size: int = Field(16, ge=1)
     # batches of similar-length sentences: less padding, so faster steps (mostly on a GPU); off by
-    # default because it changes which sentences share a batch (TCL's in-batch negatives)
+    # default because it changes which sentences share a batch
     length_buckets: bool = False
+    # torch.compile the training forward pass: fewer, fused GPU kernels; the first steps pay the
+    # compilation (tens of seconds), so it pays on long runs on a GPU only
+    compile: bool = False
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
