@@ -32,6 +32,10 @@ ALIGN_BENCH_LAYER = 5
 # greedy, batch 32); beam search costs about num_beams times as much
 TRANSLATE_SENTENCES_PER_S = 15.182
 TRANSLATE_BENCH_LAYERS, TRANSLATE_BENCH_WIDTH = 12, 512
+# benchmarks/results/determinism.json: seconds = 36.4 for the whole demo (tiny models): 152 teacher
+# + 200 student steps. Small models are bound by per-step overheads, not by layers x width^2: no
+# training step is estimated below this
+FLOOR_S_PER_STEP = 36.4 / (152 + 200)
 # README "Reliability": the readers take about a second per 15k-sentence file
 INGEST_S_PER_SENTENCE = 1 / 15000
 
@@ -95,14 +99,15 @@ def estimate(config: RunConfig, sizes: Sizes, encoder: ModelInfo, aligner: Model
     enc = compute_factor(encoder.layers, encoder.hidden)
     epochs, steps = _epochs(sizes.source_train, t.batch_size, t.epochs, t.min_steps)
     per_step = TRAIN_S_PER_STEP * enc * (t.batch_size / TRAIN_BENCH_BATCH) * (1.0 if t.use_translations else 0.5)
-    out.append(StageEstimate("train", steps * per_step, f"up to {epochs} epochs = {steps} steps of {t.batch_size} "
+    out.append(StageEstimate("train", steps * max(per_step, FLOOR_S_PER_STEP), f"up to {epochs} epochs = {steps} steps of {t.batch_size} "
                              f"sentence{' pairs' if t.use_translations else 's'}"))
     out.append(StageEstimate("pseudo_label", sizes.target_unlabeled * PSEUDO_S_PER_SENTENCE * enc,
                              f"{sizes.target_unlabeled} unlabeled sentences"))
     student = student or encoder
-    d_epochs, _ = _epochs(sizes.target_unlabeled, d.batch_size, d.epochs, d.min_steps)
-    out.append(StageEstimate("distill", sizes.target_unlabeled * d_epochs * DISTILL_S_PER_SENTENCE_EPOCH
-                             * compute_factor(student.layers, student.hidden),
+    d_epochs, d_steps = _epochs(sizes.target_unlabeled, d.batch_size, d.epochs, d.min_steps)
+    distill = sizes.target_unlabeled * d_epochs * DISTILL_S_PER_SENTENCE_EPOCH * compute_factor(student.layers,
+                                                                                                student.hidden)
+    out.append(StageEstimate("distill", max(distill, d_steps * FLOOR_S_PER_STEP),
                              f"up to {d_epochs} epochs over {sizes.target_unlabeled} sentences"))
     out.append(StageEstimate("evaluate", 1.0, "scores already computed by train and distill"))
     return out

@@ -27,6 +27,8 @@ def test_constants_are_the_measured_figures():
     align = _bench("align")
     assert est.ALIGN_S_PER_PAIR == pytest.approx(align["batched"]["s_per_pair"], rel=1e-2)
     assert est.ALIGN_BENCH_LAYER == align["layer"]
+    determinism = _bench("determinism")
+    assert est.FLOOR_S_PER_STEP == pytest.approx(determinism["seconds"][0] / 352, rel=1e-3)
     translate = _bench("translate")
     assert est.TRANSLATE_SENTENCES_PER_S == pytest.approx(translate["batched"]["median_sentences_per_s"], rel=1e-3)
 
@@ -49,3 +51,15 @@ def test_estimate_scales_with_sizes_and_model():
     more = {e.stage: e.seconds for e in est.estimate(config, est.Sizes(500, 6000), minilm, minilm)}
     assert more["distill"] == pytest.approx(2 * small["distill"])
     assert est.human(30) == "~30 s" and est.human(600) == "~10 min" and est.human(2 * 3600) == "~2.0 h"
+
+
+def test_tiny_models_are_floored_by_the_measured_demo():
+    """The demo (tiny models, 152 teacher + 200 student steps) took 36.4 s: its estimate is of that order."""
+    from concner.tasks.bundled import config_path
+    from concner.tasks.config import load_config
+    from concner.tasks.model_info import describe
+
+    demo = load_config(config_path("demo"))
+    tiny = describe("tiny")
+    total = sum(e.seconds for e in est.estimate(demo, est.Sizes(300, 400), tiny, tiny))
+    assert 20 < total < 60
