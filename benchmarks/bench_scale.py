@@ -10,6 +10,10 @@ in the sequential process). Wall time is the whole command. Then every file of e
 compared by sha256 (manifests left out: they hold times), with the keys and scores of each member.
 `--one-thread` adds a Dask arm with `runner.torch_threads=1` (no oversubscription of the cores,
 but other bytes than a 2-thread sequential run: CPU float sums depend on the thread count).
+
+Every arm runs the committed code (`git archive HEAD` unpacked into the work folder, first on
+PYTHONPATH, workers included): the code is part of every key, and an edit to the working tree
+while the benchmark runs would otherwise change the keys between arms.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -37,13 +42,37 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_sweep(work: Path, name: str, grid: list[str], overrides: list[str], extra: list[str]) -> tuple[dict, float]:
+def snapshot(work: Path) -> tuple[Path, str]:
+    """The committed code as an importable `concner` package under work/code; (that folder, the commit)."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    tree = work / "tree"
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=True)
+    tree.mkdir()
+    tar_path = work / "tree.tar"
+    tar_path.write_bytes(archive.stdout)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(tree, filter="data")
+    code = work / "code"
+    package = code / "concner"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_bytes((tree / "concner" / "__init__.py").read_bytes())
+    for sub in ("flows", "tasks", "models", "configs", "data"):  # the package-dir mapping of pyproject.toml
+        if (tree / sub).is_dir():
+            os.symlink(tree / sub, package / sub)
+    return code, commit
+
+
+def run_sweep(work: Path, code: Path, name: str, grid: list[str], overrides: list[str],
+              extra: list[str]) -> tuple[dict, float]:
     """One `concner sweep` in its own process, store and Prefect home; (its outcome, wall seconds)."""
     store = work / name
     env = {**os.environ, "PREFECT_HOME": str(work / f"{name}-prefect"), "HF_HUB_OFFLINE": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+           "PYTHONPATH": str(code)}
     env.pop("PREFECT_API_URL", None)
-    args = [sys.executable, "-c", "from concner.flows.cli import main; main()", "sweep", str(CONFIG),
+    config = work / "tree" / CONFIG.relative_to(ROOT)
+    args = [sys.executable, "-c", "from concner.flows.cli import main; main()", "sweep", str(config),
             "--store", str(store), *extra]
     for item in grid:
         args += ["--grid", item]
@@ -51,6 +80,7 @@ def run_sweep(work: Path, name: str, grid: list[str], overrides: list[str], extr
         args += ["--set", item]
     load_before = os.getloadavg()
     proc, seconds = timed(lambda: subprocess.run(args, env=env, cwd=work, capture_output=True, text=True))
+    load_after = os.getloadavg()
     if proc.returncode != 0:
         raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
     sweep = json.loads(sorted((store / "sweeps").glob("sweep-*.json"))[-1].read_text())
@@ -69,9 +99,11 @@ def run_sweep(work: Path, name: str, grid: list[str], overrides: list[str], extr
             assert actual == f["sha256"], f"{folder / f['path']}: bytes differ from the manifest"
             files[f"{folder.parent.name}/{folder.name}/{f['path']}"] = actual
     computed = [(e, m["keys"][e]) for m in members for e in m["computed"]]
+    versions = {json.loads(p.read_text())["versions"].get("concner") for p in (store / "stages").glob("*/*/manifest.json")}
     return {"members": members, "files": files, "seconds": round(seconds, 1),
             "each_key_computed_once": len(computed) == len(set(computed)),
-            "loadavg_before": [round(x, 2) for x in load_before]}, seconds
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+            "concner_versions": sorted(map(str, versions))}, seconds
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -96,13 +128,14 @@ def main() -> None:
     overrides = FAST if args.overrides is None else args.overrides
     grid = GRID if args.grid is None else args.grid
     work = Path(tempfile.mkdtemp(prefix="concner-scale-"))
+    code, commit = snapshot(work)
     arms = {"sequential": [], "dask": ["--runner", "dask"]}
     if args.one_thread:
         arms["dask_torch_threads_1"] = ["--runner", "dask", "--set", "runner.torch_threads=1"]
     outcome = {}
     for name, extra in arms.items():
         print(f"{name} ...", flush=True)
-        outcome[name], seconds = run_sweep(work, name, grid, overrides, extra)
+        outcome[name], seconds = run_sweep(work, code, name, grid, overrides, extra)
         print(f"{name}: {seconds:.1f} s", flush=True)
     seq, dask = outcome["sequential"], outcome["dask"]
     result = {
@@ -112,6 +145,7 @@ def main() -> None:
         "grid": grid,
         "overrides": overrides,
         "members": len(seq["members"]),
+        "commit": commit,
         "runner_dask": {"cluster": "LocalCluster", "workers": 2, "threads_per_worker": 1,
                         "torch_threads_per_worker": "as the sequential process (torch default here)"},
         "seconds": {name: o["seconds"] for name, o in outcome.items()},
@@ -119,6 +153,7 @@ def main() -> None:
         "dask_vs_sequential": compare(seq, dask),
         "each_key_computed_once": {name: o["each_key_computed_once"] for name, o in outcome.items()},
         "loadavg_before": {name: o["loadavg_before"] for name, o in outcome.items()},
+        "loadavg_after": {name: o["loadavg_after"] for name, o in outcome.items()},
         "members_detail": [{"setting": m["setting"], "status": m["status"], "computed": m["computed"],
                             "scores": m["scores"]} for m in dask["members"]],
         "machine": machine_info(),

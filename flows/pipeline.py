@@ -446,7 +446,8 @@ def _collect_scores(store: ArtifactStore, record: dict) -> dict:
 def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None, until: str | None = None,
                   run_id: str | None = None, target: str | None = None) -> dict:
     """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream;
-    `target` runs one target of a multi-target config."""
+    `target` runs one target of a multi-target config. With `runner.kind: dask` in the config the
+    stages run on a Dask cluster, branches side by side (flows/concurrent.py)."""
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
     plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target)
