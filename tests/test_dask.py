@@ -79,6 +79,20 @@ def test_the_config_runner_section_is_validated():
         load_config(DEMO, ["runner.kind=dask", "runner.workers=0"])
 
 
+def test_serve_runner_options_replace_the_runner_of_registered_deployments():
+    from types import SimpleNamespace
+
+    from concner.flows.deploy import served_copy
+    from concner.flows.runner import runner_update
+
+    config = load_config(DEMO, ["runner.workers=3"]).model_dump(mode="json")
+    registered = SimpleNamespace(name="demo", parameters={"config": config, "store_root": "/tmp/store"}, schedules=[],
+                                 description="demo", tags=["concner"])
+    runner = served_copy(registered, runner_update(None, "tcp://127.0.0.1:8786")).parameters["config"]["runner"]
+    assert (runner["kind"], runner["address"], runner["workers"]) == ("dask", "tcp://127.0.0.1:8786", 3)
+    assert served_copy(registered).parameters["config"]["runner"]["kind"] == "sequential"  # no option: as deployed
+
+
 def test_branches_wait_only_for_their_own_stages_and_the_shared_ingest(tmp_path):
     plan = plan_run(load_config(MULTI), ArtifactStore(tmp_path))
     entries = [p.entry for p in plan]
