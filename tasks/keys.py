@@ -31,11 +31,27 @@ PACKAGE = "concner"
 
 
 @lru_cache(maxsize=None)
-def _module_file(name: str) -> str | None:
+def _is_package(name: str) -> bool:
+    spec = _spec(name)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+@lru_cache(maxsize=None)
+def _spec(name: str):
+    parent = name.rpartition(".")[0]
+    # `from concner.tasks.train import fit` also names `concner.tasks.train.fit`: asking for its spec
+    # would import concner.tasks.train (and torch with it) just to learn that it is no module, and
+    # fingerprinting must not import what a run that reuses everything never loads
+    if parent and not _is_package(parent):
+        return None
     try:
-        spec = importlib.util.find_spec(name)
+        return importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
+
+
+def _module_file(name: str) -> str | None:
+    spec = _spec(name)
     return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 

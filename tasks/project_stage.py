@@ -17,7 +17,6 @@ import pandas as pd
 from concner.tasks.config import RunConfig
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence
-from concner.tasks.evaluate import score_tags
 from concner.tasks.ingest import load_split
 from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.projection import OUTCOMES, project_sentence
@@ -95,6 +94,8 @@ def compute_project(ctx: StageContext) -> None:
     )
     with_gold = frame[frame["gold_tags"].notna()] if len(frame) else frame
     if len(with_gold):
+        from concner.tasks.evaluate import score_tags  # loads torch: only when the stage computes
+
         ctx.metrics["projection_quality"] = score_tags(list(with_gold["gold_tags"]), list(with_gold["projected_tags"]))
 
 

@@ -18,7 +18,6 @@ import pandas as pd
 from concner.tasks.config import RunConfig
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
-from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
 from concner.tasks.ingest import corpus_split
 from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
@@ -59,6 +58,7 @@ def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_en
 
 def compute_pseudo_label(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
+    from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
 
     p = ctx.config.pseudo_label
     sentences = corpus_split(ctx.inputs, "target_unlabeled")

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,13 +20,14 @@ from concner.tasks.config import RunConfig
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.errors import UserError
-from concner.tasks.evaluate import evaluate_model, pick_device
 from concner.tasks.ingest import corpus_split
 from concner.tasks.model_refs import TINY, resolve_encoder
 from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.tags import spans
-from concner.tasks.train import FitResult, FitSettings, TeacherLoss, fit, seed_everything
+
+if TYPE_CHECKING:  # the loop's modules load torch: imported where a stage computes, not with this module
+    from concner.tasks.train import FitResult, FitSettings
 
 EVAL_SETS = ("target_dev", "target_test")
 EVAL_BATCH_SIZE = 64  # inference only: larger batches than training are cheap and faster
@@ -60,6 +61,8 @@ def check_teacher(model, split: str | None, dev: Sequence[Sentence], *, max_leng
         log.warning("no selection split (no source_dev, and too few source sentences to hold one out): "
                     "the last epoch is kept and the teacher is not checked")
         return None
+    from concner.tasks.evaluate import evaluate_model
+
     scores, pred = evaluate_model(model, dev, batch_size=EVAL_BATCH_SIZE, max_length=max_length)
     predicted = sum(len(spans(p)) for p in pred)
     gold = sum(len(spans(s.tags)) for s in dev)
@@ -81,6 +84,8 @@ def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_lengt
                       selected_on: str | None = None) -> dict:
     """Scores on every labeled target set of the run but the selection split (its score chose the
     epoch, so it is no result); predictions written as CoNLL beside them."""
+    from concner.tasks.evaluate import evaluate_model
+
     scores = {}
     for split in EVAL_SETS:
         if split == selected_on:
@@ -110,12 +115,16 @@ def save_curves(result: FitResult, out: Path) -> None:
 
 def fit_settings(section, seed: int) -> FitSettings:
     """The loop settings of a train or distill config section."""
+    from concner.tasks.train import FitSettings
+
     names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed"]
     return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
 
 
 def compute_train(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
+    from concner.tasks.evaluate import pick_device
+    from concner.tasks.train import TeacherLoss, fit, seed_everything
 
     t = ctx.config.train
     source = corpus_split(ctx.inputs, "source_train")

@@ -130,7 +130,7 @@ def test_words_past_max_length_get_no_invented_label(model):
     plain = predict_probs(model, [long], max_length=8)[0]
     assert (plain[-1] == np.eye(len(LABELS))[0]).all()  # what a tagger outputs: O
 
-    from concner.tasks.distill import DistillLoss
+    from concner.tasks.distill_loss import DistillLoss
 
     teacher = np.nan_to_num(probs, nan=0.0)
     teacher[~covered] = np.nan

@@ -12,7 +12,7 @@ from concner.models.ner_model import ConcNerModel
 from concner.models.tiny import build_tiny_encoder
 from concner.tasks.conll import read_conll
 from concner.tasks.corpus import entity_types, label_list
-from concner.tasks.distill import DistillLoss
+from concner.tasks.distill_loss import DistillLoss
 from concner.tasks.evaluate import predict_probs, probs_to_tags
 from concner.tasks.train import FitSettings, TeacherLoss, fit
 from tests.conftest import SAMPLES
