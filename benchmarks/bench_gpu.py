@@ -114,7 +114,10 @@ def main() -> None:
     from concner.models.ner_model import ConcNerModel
     from concner.models.tiny import build_tiny_encoder
     from concner.tasks.conll import read_conll
-    from concner.tasks.distill import DistillLoss
+    try:
+        from concner.tasks.distill_loss import DistillLoss
+    except ImportError:  # an older checkout: the loss lived in the stage module
+        from concner.tasks.distill import DistillLoss
     from concner.tasks.evaluate import pick_device, predict_probs
     from concner.tasks.train import FitSettings, TeacherLoss, fit, seed_everything
 
