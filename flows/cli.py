@@ -60,9 +60,12 @@ def _guard_process() -> None:
     run like Ctrl-C does (its record then says `interrupted` and names the stage)."""
     import signal
 
-    from concner.flows.server_child import tie_temporary_server_to_this_process
+    from prefect.settings import PREFECT_API_URL
 
-    tie_temporary_server_to_this_process()
+    if not PREFECT_API_URL.value():  # with a running server there is no temporary one to tie
+        from concner.flows.server_child import tie_temporary_server_to_this_process
+
+        tie_temporary_server_to_this_process()
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
