@@ -91,7 +91,8 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     _check_runner(config.runner, root)
     _guard_process()
     record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
-                      force=list(force), until=until, target=target)
+                      force=list(force), until=until, target=target,
+                      computes=any(p.action != "reuse" for p in plan))
     console.print(stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record

@@ -10,6 +10,7 @@ task then returns at once without computing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -469,10 +470,17 @@ def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = Tru
     return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 
-def run_flow(flow_fn, store: ArtifactStore, run_name: str, **kwargs) -> dict:
-    """Call a flow and give back its run record; a user error comes back as UserError (exit 2)."""
+def run_flow(flow_fn, store: ArtifactStore, run_name: str, *, computes: bool = True, **kwargs) -> dict:
+    """Call a flow and give back its run record; a user error comes back as UserError (exit 2).
+
+    `computes=False` (the plan reuses every stage): no Prefect heartbeat. It watches for runs that
+    die while working, and stopping its thread costs up to a second, a large part of a rerun."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
     run_id = new_run_id(run_name)
-    state = flow_fn(store_root=str(store.root), run_id=run_id, return_state=True, **kwargs)
+    quiet = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if not computes else contextlib.nullcontext()
+    with quiet:
+        state = flow_fn(store_root=str(store.root), run_id=run_id, return_state=True, **kwargs)
     if state.is_failed():
         path = store.runs_dir() / f"{run_id}.json"
         record = store.load_run(run_id) if path.exists() else {}

@@ -81,13 +81,23 @@ def code_fingerprint(module: str) -> str:
         name = todo.pop()
         if name in seen:
             continue
-        path = _module_file(name)
-        if path is None:
+        facts = _module_facts(name)
+        if facts is None:
             continue
-        source = Path(path).read_bytes()
-        seen[name] = hashlib.sha256(source).hexdigest()
-        todo.extend(_imports(name, source, path.endswith("__init__.py")) - seen.keys())
+        seen[name], imported = facts
+        todo.extend(imported - seen.keys())
     return digest_of(sorted(seen.items()))
+
+
+@lru_cache(maxsize=None)
+def _module_facts(name: str) -> tuple[str, frozenset[str]] | None:
+    """(sha256 of the module's source, the concner modules it imports), read once per process:
+    the stages share most of their modules, and parsing them is most of what planning costs."""
+    path = _module_file(name)
+    if path is None:
+        return None
+    source = Path(path).read_bytes()
+    return hashlib.sha256(source).hexdigest(), frozenset(_imports(name, source, path.endswith("__init__.py")))
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str | None]:

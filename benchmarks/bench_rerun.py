@@ -1,0 +1,122 @@
+"""What a run that changes nothing costs: the demo's first run, then no-change reruns (median of 3)
+with the temporary Prefect server and with a running one.
+
+    python benchmarks/bench_rerun.py [--out benchmarks/results/rerun.json] [--reruns 3]
+
+Every run is a fresh `concner demo` process on the committed code (`git archive HEAD`, as in
+bench_scale.py) with its own PREFECT_HOME. Wall time is the whole command, interpreter start
+included. For each rerun it records whether torch or transformers were imported (a run that
+only reuses should load neither), that the store got one more run record, and, with the running
+server, that Prefect got one more flow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, timed, write_result  # noqa: E402
+from bench_scale import snapshot  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = ("import atexit, sys; atexit.register(lambda: print('heavy modules:', [m for m in ('torch', 'transformers') "
+       "if m in sys.modules], file=sys.stderr)); from concner.flows.cli import main; main()")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo(env: dict, store: Path) -> dict:
+    proc, seconds = timed(lambda: subprocess.run([sys.executable, "-c", CLI, "demo", "--store", str(store)], env=env,
+                                                 capture_output=True, text=True))
+    if proc.returncode != 0:
+        raise SystemExit(f"demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    heavy = [line for line in proc.stderr.splitlines() if line.startswith("heavy modules:")][-1]
+    return {"seconds": round(seconds, 2), "heavy_modules": heavy.split(":", 1)[1].strip(),
+            "run_records": len(list((store / "runs").glob("*.json")))}
+
+
+def flow_runs(api: str) -> int:
+    request = urllib.request.Request(f"{api}/flow_runs/count", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.loads(response.read()))
+
+
+def reruns(env: dict, store: Path, n: int, api: str | None = None) -> dict:
+    rows = []
+    for _ in range(n):
+        before = flow_runs(api) if api else None
+        row = demo(env, store)
+        if api:
+            row["prefect_flow_runs_added"] = flow_runs(api) - before
+        rows.append(row)
+    return {"median_seconds": statistics.median(r["seconds"] for r in rows), "runs": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rerun.json")
+    parser.add_argument("--reruns", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_rerun-"))
+    code, commit = snapshot(work)
+    base = {**os.environ, "HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", "PYTHONPATH": str(code)}
+    base.pop("PREFECT_API_URL", None)
+    store = work / "store"
+
+    temporary = {**base, "PREFECT_HOME": str(work / "prefect-temporary")}
+    first = demo(temporary, store)
+    with_temporary = reruns(temporary, store, args.reruns)
+
+    port = free_port()
+    running = {**base, "PREFECT_HOME": str(work / "prefect-running")}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                               str(port)], env=running, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{api}/health", timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the Prefect server did not start")
+                time.sleep(1)
+        with_server = reruns({**running, "PREFECT_API_URL": api}, store, args.reruns, api)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    result = {
+        "benchmark": "bench_rerun.py",
+        "commit": commit,
+        "first_run": first,
+        "no_change_rerun_temporary_server": with_temporary,
+        "no_change_rerun_running_server": with_server,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "machine": machine_info(),
+    }
+    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
