@@ -42,6 +42,9 @@ def encode_words(
         raise UserError(f"{type(tokenizer).__name__} is not a fast tokenizer; word alignment needs one")
     if labels is not None and len(labels) != len(sentences):
         raise ValueError(f"{len(sentences)} sentences but {len(labels)} label sequences")
+    if not sentences:  # the tokenizer reads an empty batch as one empty input
+        return {"input_ids": [], "attention_mask": [], "word_ids": [], "n_words": [], "truncated": [],
+                **({"labels": []} if labels is not None else {})}
     enc = tokenizer(
         [list(words) for words in sentences],
         is_split_into_words=True,

@@ -105,3 +105,32 @@ def test_student_reproduces_a_confident_teacher(samples, encoder, kind, epochs):
         agreement = sum(a == b for ta, sa in zip(teacher_tags, student_tags) for a, b in zip(ta, sa)) / tokens
         assert agreement > 0.95
         assert f1_score(teacher_tags, student_tags) > 0.85
+
+
+def test_a_batch_is_what_tokenizing_it_alone_gives_and_source_only_items_train(samples, encoder):
+    """Sentences are tokenized once for the whole run (EncodedTable): a batch cut from the table
+    must hold exactly the tensors of tokenizing and padding that batch alone, also when sources
+    and translations of different lengths share it, or when no item has a translation."""
+    from concner.models.encoding import collate, encode_words
+
+    en, es = samples
+    labels = label_list(entity_types(en))
+    ids = {label: i for i, label in enumerate(labels)}
+    model = ConcNerModel.from_encoder(encoder, labels)
+    loss = TeacherLoss(ids, max_length=64)
+    items = [(s, t if i % 2 else None) for i, (s, t) in enumerate(zip(en[:24], es[:24]))]
+    prepared = loss.prepare(model, items)
+    picked = [5, 0, 17, 8, 3]
+    batch = prepared.batch(picked)
+    sentences = [items[i][0] for i in picked] + [items[i][1] for i in picked if items[i][1] is not None]
+    alone = collate(model.tokenizer, encode_words(model.tokenizer, [s.tokens for s in sentences],
+                                                  [[ids[t] for t in s.tags] for s in sentences], 64),
+                    range(len(sentences)))
+    assert torch.equal(batch.input_ids, alone["input_ids"])
+    assert torch.equal(batch.attention_mask, alone["attention_mask"])
+    assert torch.equal(batch.gold, alone["labels"])
+    assert batch.n_paired == 3 and batch.paired_sources.tolist() == [0, 2, 4]  # items 5, 17, 3 have one
+
+    source_only = [(s, None) for s in en[:10]]
+    result = fit(model, source_only, loss, FitSettings(epochs=1, batch_size=4, max_length=64))
+    assert len(result.steps) == 3 and "ce_target" not in result.steps[-1]
