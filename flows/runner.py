@@ -60,11 +60,23 @@ def dask_task_runner(runner: RunnerConfig):
     client_kwargs = {"timeout": CONNECT_TIMEOUT_S}
     if runner.address:
         return DaskTaskRunner(address=runner.address, client_kwargs=client_kwargs)
+    threads = runner.workers * runner.threads_per_worker * (runner.torch_threads or local_torch_threads())
+    # More torch threads than cores: OpenMP threads that spin while they wait take the cores from
+    # the ones with work; passive ones sleep (the numbers do not change, only who waits how).
+    env = {"OMP_WAIT_POLICY": "PASSIVE"} if threads > (os.cpu_count() or 1) else {}
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": runner.threads_per_worker,
-                        "processes": True, "scheduler_kwargs": {"dashboard": False}},  # no port 8787 to collide on
+                        "processes": True, "scheduler_kwargs": {"dashboard": False},  # no port 8787 to collide on
+                        "env": env},
         client_kwargs=client_kwargs,
     )
+
+
+def local_torch_threads() -> int:
+    """The torch threads of a sequential run in this process (torch's default, or OMP_NUM_THREADS)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _unreachable(address: str, err: BaseException) -> UserError:
@@ -111,10 +123,7 @@ def _same_torch_threads(client, threads: int | None) -> int:
     as many as torch uses in this process: what a sequential run here would use."""
     from concner.flows.worker_setup import TorchThreads
 
-    if threads is None:
-        import torch
-
-        threads = torch.get_num_threads()
+    threads = threads or local_torch_threads()
     client.register_plugin(TorchThreads(threads), name=TorchThreads.name)
     return threads
 
