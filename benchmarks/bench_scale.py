@@ -1,7 +1,7 @@
 """Scale-out: a 4-member sweep on the demo data, sequential vs a 2-worker Dask LocalCluster.
 
     python benchmarks/bench_scale.py [--out benchmarks/results/scale.json] [--set KEY=VALUE ...]
-                                     [--grid KEY=V1,V2 ...] [--one-thread]
+                                     [--grid KEY=V1,V2 ...] [--one-thread] [--rounds N]
 
 Each arm is one `concner sweep` process with its own fresh store and Prefect home (so each pays
 for its temporary Prefect server, and the Dask arm for starting its cluster): the default runner,
@@ -10,6 +10,9 @@ in the sequential process). Wall time is the whole command. Then every file of e
 compared by sha256 (manifests left out: they hold times), with the keys and scores of each member.
 `--one-thread` adds a Dask arm with `runner.torch_threads=1` (no oversubscription of the cores,
 but other bytes than a 2-thread sequential run: CPU float sums depend on the thread count).
+
+`--rounds N` runs the arms N times, interleaved (sequential, dask, ..., sequential, dask, ...), and
+reports every wall time and their median: on a shared machine the load of other jobs moves them.
 
 Every arm runs the committed code (`git archive HEAD` unpacked into the work folder, first on
 PYTHONPATH, workers included): the code is part of every key, and an edit to the working tree
@@ -22,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -124,6 +128,7 @@ def main() -> None:
                         help=f"config override for every arm (default: {' '.join(FAST)})")
     parser.add_argument("--grid", action="append", default=None, help=f"sweep grid (default: {' '.join(GRID)})")
     parser.add_argument("--one-thread", action="store_true", help="also a Dask arm with runner.torch_threads=1")
+    parser.add_argument("--rounds", type=int, default=1, help="run the arms this many times, interleaved")
     args = parser.parse_args()
     overrides = FAST if args.overrides is None else args.overrides
     grid = GRID if args.grid is None else args.grid
@@ -132,12 +137,17 @@ def main() -> None:
     arms = {"sequential": [], "dask": ["--runner", "dask"]}
     if args.one_thread:
         arms["dask_torch_threads_1"] = ["--runner", "dask", "--set", "runner.torch_threads=1"]
-    outcome = {}
-    for name, extra in arms.items():
-        print(f"{name} ...", flush=True)
-        outcome[name], seconds = run_sweep(work, code, name, grid, overrides, extra)
-        print(f"{name}: {seconds:.1f} s", flush=True)
+    outcome: dict[str, dict] = {}  # the first round's outcome per arm
+    runs: dict[str, list[dict]] = {name: [] for name in arms}
+    for round_ in range(args.rounds):
+        for name, extra in arms.items():
+            print(f"{name} (round {round_ + 1}) ...", flush=True)
+            result_, seconds = run_sweep(work, code, f"{name}-{round_ + 1}", grid, overrides, extra)
+            runs[name].append(result_)
+            outcome.setdefault(name, result_)
+            print(f"{name}: {seconds:.1f} s", flush=True)
     seq, dask = outcome["sequential"], outcome["dask"]
+    median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     result = {
         "what": "concner sweep of 4 members on the demo data (configs/demo.yaml), one process per arm, fresh "
                 "store and Prefect home each; wall time of the whole command (temporary Prefect server and "
@@ -148,19 +158,23 @@ def main() -> None:
         "commit": commit,
         "runner_dask": {"cluster": "LocalCluster", "workers": 2, "threads_per_worker": 1,
                         "torch_threads_per_worker": "as the sequential process (torch default here)"},
-        "seconds": {name: o["seconds"] for name, o in outcome.items()},
-        "speedup_dask": round(seq["seconds"] / dask["seconds"], 2),
+        "rounds": args.rounds,
+        "seconds": {name: [r["seconds"] for r in rs] for name, rs in runs.items()},
+        "median_seconds": median,
+        "speedup_dask": round(median["sequential"] / median["dask"], 2),
         "dask_vs_sequential": compare(seq, dask),
-        "each_key_computed_once": {name: o["each_key_computed_once"] for name, o in outcome.items()},
-        "loadavg_before": {name: o["loadavg_before"] for name, o in outcome.items()},
-        "loadavg_after": {name: o["loadavg_after"] for name, o in outcome.items()},
+        "every_round_identical_to_sequential_round_1": {
+            name: all(compare(seq, r)["identical_bytes"] for r in rs) for name, rs in runs.items()},
+        "each_key_computed_once": {name: all(r["each_key_computed_once"] for r in rs) for name, rs in runs.items()},
+        "loadavg_before": {name: [r["loadavg_before"] for r in rs] for name, rs in runs.items()},
+        "loadavg_after": {name: [r["loadavg_after"] for r in rs] for name, rs in runs.items()},
         "members_detail": [{"setting": m["setting"], "status": m["status"], "computed": m["computed"],
                             "scores": m["scores"]} for m in dask["members"]],
         "machine": machine_info(),
     }
     if args.one_thread:
         one = outcome["dask_torch_threads_1"]
-        result["speedup_dask_torch_threads_1"] = round(seq["seconds"] / one["seconds"], 2)
+        result["speedup_dask_torch_threads_1"] = round(median["sequential"] / median["dask_torch_threads_1"], 2)
         result["dask_torch_threads_1_vs_sequential"] = compare(seq, one)
     write_result(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "members_detail")}, indent=2))
