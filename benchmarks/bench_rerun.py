@@ -40,13 +40,17 @@ def free_port() -> int:
 
 
 def demo(env: dict, store: Path) -> dict:
+    # cwd: the store's folder, never the repository, whose `concner/` folder would shadow the snapshot
     proc, seconds = timed(lambda: subprocess.run([sys.executable, "-c", CLI, "demo", "--store", str(store)], env=env,
-                                                 capture_output=True, text=True))
+                                                 capture_output=True, text=True, cwd=store.parent))
     if proc.returncode != 0:
         raise SystemExit(f"demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     heavy = [line for line in proc.stderr.splitlines() if line.startswith("heavy modules:")][-1]
+    records = sorted((store / "runs").glob("*.json"))
+    latest = json.loads(records[-1].read_text())
     return {"seconds": round(seconds, 2), "heavy_modules": heavy.split(":", 1)[1].strip(),
-            "run_records": len(list((store / "runs").glob("*.json")))}
+            "run_records": len(records),
+            "computed": [e for e, info in latest["stages"].items() if info["status"] == "computed"]}
 
 
 def flow_runs(api: str) -> int:
@@ -88,7 +92,7 @@ def main() -> None:
     running = {**base, "PREFECT_HOME": str(work / "prefect-running")}
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                                str(port)], env=running, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+                              start_new_session=True, cwd=work)
     api = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 180
