@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from concner.flows.pipeline import pipeline_flow, run_flow  # noqa: E402
 from concner.tasks.config import config_from_dict  # noqa: E402
 from concner.tasks.conll import read_conll  # noqa: E402
-from concner.tasks.ingest import sample_covering_types  # noqa: E402
+from concner.tasks.stages.ingest import sample_covering_types  # noqa: E402
 from concner.tasks.store import ArtifactStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

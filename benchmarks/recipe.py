@@ -54,7 +54,7 @@ def minilm() -> str:
 def unlabeled_file(work: Path, n: int, sample: int, seed: int) -> Path:
     """Spanish sentences of es.txt that are neither translations of the sample nor in the held-out dev."""
     from concner.tasks.conll import read_conll
-    from concner.tasks.ingest import hold_out_dev, sample_covering_types
+    from concner.tasks.stages.ingest import hold_out_dev, sample_covering_types
 
     en, _ = read_conll(DATA / "parallel_en_es" / "en.txt", repair_tags=True)
     es, _ = read_conll(DATA / "parallel_en_es" / "es.txt", repair_tags=True)

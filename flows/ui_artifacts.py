@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from concner.tasks.ingest import sample_split
+from concner.tasks.artifacts import sample_split
 
 SAMPLES = 5
 

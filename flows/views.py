@@ -154,7 +154,7 @@ def key_value_table(title: str, items: dict[str, object]) -> Table:
 
 def show_ingest(console: Console, folder: Path, manifest: dict, sentence_id: int | None,
                 options: InspectOptions | None = None) -> None:
-    from concner.tasks.ingest import load_split, sample_split
+    from concner.tasks.artifacts import load_split, sample_split
 
     options = options or InspectOptions(sentence_id=sentence_id)
     metrics = manifest["metrics"]

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from concner.tasks.ingest import corpus_split
+from concner.tasks.artifacts import corpus_split
 
 TINY = "tiny"
 PACKAGE_PREFIX = "package:"  # package:MODULE/sub/folder = a model folder shipped inside an installed package

@@ -24,7 +24,7 @@ from concner.tasks.config import RunConfig
 from concner.tasks.conll import ReadReport, check_input_file, read_conll
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import InputFileError, UserError
-from concner.tasks.ingest import LABELED_SPLITS, read_split, sample_covering_types, split_paths
+from concner.tasks.stages.ingest import LABELED_SPLITS, read_split, sample_covering_types, split_paths
 
 TYPES_HINT = "list the expected types in ingest.entity_types to make any other type an error"
 
@@ -73,7 +73,7 @@ class Preflight:
 
     def read_parallel(self, config: RunConfig, path: Path, what: str, expected: int,
                       source: Path) -> tuple[list[list[str]], list | None]:
-        from concner.tasks.translate_stage import _read_parallel
+        from concner.tasks.stages.translate import _read_parallel
 
         key = (str(path), config.ingest.repair_tags, expected, str(source))
         if key not in self._parallel:

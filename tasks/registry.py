@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from concner.tasks import distill, evaluate_stage, ingest, project_stage, pseudo_label, teacher_stage, translate_stage
+from concner.tasks.stages import distill, evaluate, ingest, project, pseudo_label, train, translate
 from concner.tasks.errors import UserError
 from concner.tasks.stage import StageSpec
 
 STAGES: list[StageSpec] = [
     ingest.STAGE,
     ingest.TARGET_STAGE,
-    translate_stage.STAGE,
-    project_stage.STAGE,
-    teacher_stage.STAGE,
+    translate.STAGE,
+    project.STAGE,
+    train.STAGE,
     pseudo_label.STAGE,
     distill.STAGE,
-    evaluate_stage.STAGE,
+    evaluate.STAGE,
 ]
 BY_NAME: dict[str, StageSpec] = {s.name: s for s in STAGES}
 

@@ -1,7 +1,8 @@
 """What a stage is: its name, code version, upstream stages, parameters and compute function.
 
-Adding a stage to the DAG means writing one module that defines a `StageSpec` and listing it in
-`concner.tasks.registry.STAGES`.
+Adding a stage to the DAG means writing one module under tasks/stages/ that defines a `StageSpec`
+(with its `summary`, which gives it a terminal view, a Prefect UI artifact and a report section)
+and listing it in `concner.tasks.registry.STAGES`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from concner.tasks.config import RunConfig
+from concner.tasks.summary import Summarize
 
 
 @dataclass
@@ -46,6 +48,12 @@ class StageSpec:
     reads: Callable[[RunConfig], Mapping[str, tuple[str, ...]]] | None = None
     libraries: tuple[str, ...] = ()  # packages whose version changes the stage's numbers
     model_params: tuple[str, ...] = ()  # params naming a model: a local folder is keyed by content
+    # What every renderer (terminal, Prefect markdown, HTML report) shows of an artifact; None: its metrics.
+    summary: Summarize | None = None
+    # Row orders its summary's sample rows accept (`inspect --sort`; the first is the default) and
+    # whether each sorts ascending; whether its summary can show one sentence (`inspect --id`).
+    sort_keys: Mapping[str, bool] = field(default_factory=dict)
+    sentence_ids: bool = False
 
 
 def derive_seed(run_seed: int, stage: str) -> int:

@@ -15,7 +15,7 @@ from concner.tasks.config import config_from_dict
 from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
 from concner.tasks.evaluate import predict_probs
-from concner.tasks.teacher_stage import TeacherDidNotLearn, check_teacher
+from concner.tasks.stages.train import TeacherDidNotLearn, check_teacher
 from concner.tasks.train import FitSettings, TeacherLoss
 from tests.conftest import REPO
 
@@ -94,7 +94,7 @@ ingest:
 """)
     code, _, err = cli("run", config, "--store", tmp_path / "store", "--until", "ingest")
     assert code == 0, err[-2000:]
-    from concner.tasks.ingest import load_split
+    from concner.tasks.artifacts import load_split
     from concner.tasks.store import ArtifactStore
 
     store = ArtifactStore(tmp_path / "store")

@@ -245,9 +245,9 @@ def test_a_target_text_change_recomputes_only_the_stages_that_read_it(cli, demo_
 
 def test_stages_with_real_models_do_not_read_the_unlabeled_text():
     from concner.tasks.config import config_from_dict
-    from concner.tasks.project_stage import project_reads
-    from concner.tasks.teacher_stage import train_reads
-    from concner.tasks.translate_stage import translate_reads
+    from concner.tasks.stages.project import project_reads
+    from concner.tasks.stages.train import train_reads
+    from concner.tasks.stages.translate import translate_reads
 
     raw = {"target_lang": "es", "data": {"source_train": "x.conll"}}
     real = config_from_dict(raw, base_dir=REPO)

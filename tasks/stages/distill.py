@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from concner.tasks.artifacts import MODEL, load_pseudo_labels
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
 from concner.tasks.model_refs import TINY, resolve_encoder
-from concner.tasks.pseudo_label import load_pseudo_labels
+from concner.tasks.model_training import dev_set, fit_settings, save_curves, score_target_sets, scores_headline
 from concner.tasks.stage import StageContext, StageSpec
-from concner.tasks.teacher_stage import dev_set, fit_settings, save_curves, scores_headline, score_target_sets
+from concner.tasks.training_summary import model_summary
 
 
 def distill_params(config: RunConfig) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def compute_distill(ctx: StageContext) -> None:
 
     d = ctx.config.distill
     sentences, probs, labels = load_pseudo_labels(ctx.inputs["pseudo_label"])
-    teacher_labels = ConcNerModel.load(ctx.inputs["train"] / "model").labels
+    teacher_labels = ConcNerModel.load(ctx.inputs["train"] / MODEL).labels
     if labels != teacher_labels:
         raise UserError(
             f"pseudo-labels use labels {labels} but the teacher has {teacher_labels}: "
@@ -47,7 +48,7 @@ def compute_distill(ctx: StageContext) -> None:
     dev_name, dev = dev_set(ctx.inputs, d.select_on)
     result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.seed), dev=dev or None,
                  log=ctx.log, progress="distilling student")
-    student.save(ctx.out / "model")
+    student.save(ctx.out / MODEL)
     save_curves(result, ctx.out)
     ctx.metrics.update(
         labels=labels,
@@ -80,5 +81,6 @@ STAGE = StageSpec(
     model_params=("encoder",),
     compute=compute_distill,
     headline=scores_headline,
+    summary=model_summary,
     description="train the student on the teacher's soft labels over target text",
 )

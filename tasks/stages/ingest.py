@@ -9,23 +9,20 @@ Output of each: one Parquet (a row per sentence) and one IOB2 CoNLL file per spl
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from concner.tasks.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, load_split, sample_split, split_file
 from concner.tasks.config import RunConfig
 from concner.tasks.conll import ReadReport, check_input_file, read_conll, read_unlabeled, write_conll
-from concner.tasks.corpus import Sentence, corpus_stats, entity_types, from_frame, to_frame
+from concner.tasks.corpus import Sentence, corpus_stats, entity_types, to_frame
 from concner.tasks.errors import InputFileError, UserError
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
+from concner.tasks.summary import Block, Sample, SampleQuery, Samples, StageSummary, Table, by_id
 
 LABELED_SPLITS = ("source_train", "source_dev", "target_dev", "target_test")
-SOURCE_SPLITS = ("source_train", "source_dev")
-TARGET_SPLITS = ("target_unlabeled", "target_dev", "target_test")
-SPLITS = SOURCE_SPLITS + TARGET_SPLITS
 
 
 def sample_covering_types(sentences: Sequence[Sentence], n: int, seed: int) -> list[Sentence]:
@@ -159,26 +156,8 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
 
 
 def _write_split(ctx: StageContext, split: str, sentences: Sequence[Sentence]) -> None:
-    to_frame(sentences).to_parquet(ctx.out / f"{split}.parquet", index=False)
-    write_conll(sentences, ctx.out / f"{split}.conll")
-
-
-def load_split(folder: Path, split: str) -> list[Sentence]:
-    """A split of an ingest artifact ([] when the run has none)."""
-    path = folder / f"{split}.parquet"
-    return from_frame(pd.read_parquet(path)) if path.exists() else []
-
-
-def sample_split(splits: Mapping[str, Any]) -> str | None:
-    """The split whose sentences a view of an ingest artifact shows: the source sample for
-    `ingest`; for `ingest_target` its labeled test set, else dev, else the unlabeled text."""
-    return next((s for s in ("source_train", "target_test", "target_dev", "target_unlabeled") if s in splits), None)
-
-
-def corpus_split(inputs: Mapping[str, Path], split: str) -> list[Sentence]:
-    """A split from the stage inputs: source splits live in `ingest`, target splits in `ingest_target`."""
-    folder = inputs.get("ingest" if split in SOURCE_SPLITS else "ingest_target")
-    return load_split(folder, split) if folder is not None else []
+    to_frame(sentences).to_parquet(ctx.out / split_file(split), index=False)
+    write_conll(sentences, ctx.out / split_file(split, "conll"))
 
 
 def _headline(metrics: dict) -> str:
@@ -191,6 +170,24 @@ def _target_headline(metrics: dict) -> str:
     return f"{metrics.get('target_lang')}: " + (", ".join(parts) or "no target files")
 
 
+def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
+    """Both ingest stages: every split's counts, and sample sentences of the split a user reads first."""
+    metrics = manifest["metrics"]
+    stage = manifest.get("stage", "ingest")
+    rows = [[split, str(s["sentences"]), str(s["tokens"]),
+             ", ".join(f"{k} {v}" for k, v in s["entities"].items()) or "-", s["file"]]
+            for split, s in metrics["splits"].items()]
+    blocks: list[Block] = [Table(f"{stage}: corpora", ("split", "sentences", "tokens", "entities", "file"), rows)]
+    split = sample_split(metrics["splits"])
+    if split is not None:
+        sentences = load_split(folder, split)
+        chosen = (by_id(sentences, query.sentence_id, split) if query.sentence_id is not None
+                  else sentences[: query.limit or 5])
+        blocks.append(Samples(f"{split} samples", [Sample(s.tokens, s.entities, head=f"#{s.id} ") for s in chosen],
+                              labels=metrics.get("entity_types", [])))
+    return StageSummary(stage, blocks)
+
+
 STAGE = StageSpec(
     name="ingest",
     version="1",
@@ -198,6 +195,8 @@ STAGE = StageSpec(
     params=ingest_params,
     compute=compute_ingest,
     headline=_headline,
+    summary=summary,
+    sentence_ids=True,
     description="read, validate and sample the labeled source corpus",
 )
 
@@ -208,5 +207,7 @@ TARGET_STAGE = StageSpec(
     params=ingest_target_params,
     compute=compute_ingest_target,
     headline=_target_headline,
+    summary=summary,
+    sentence_ids=True,
     description="read and validate one target's unlabeled text and labeled dev/test sets",
 )

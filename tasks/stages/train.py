@@ -8,40 +8,26 @@ Output: model/ (a transformers token-classification folder), steps.parquet and e
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from concner.tasks.artifacts import MODEL, PROJECTED, corpus_split, load_projected
 from concner.tasks.config import RunConfig
-from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.errors import UserError
-from concner.tasks.ingest import corpus_split
 from concner.tasks.model_refs import TINY, resolve_encoder
-from concner.tasks.project_stage import load_projected
+from concner.tasks.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, save_curves, score_target_sets,
+                                          scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.training_summary import model_summary
 from concner.tasks.tags import spans
 
 if TYPE_CHECKING:  # the loop's modules load torch: imported where a stage computes, not with this module
-    from concner.tasks.train import FitResult, FitSettings
-
-EVAL_SETS = ("target_dev", "target_test")
-EVAL_BATCH_SIZE = 64  # inference only: larger batches than training are cheap and faster
+    from concner.tasks.train import FitSettings
 
 
 def train_params(config: RunConfig) -> dict[str, Any]:
     return {**config.train.model_dump(mode="json"), "seed": config.seed}
-
-
-def dev_set(inputs: Mapping[str, Path], select_on: str = "source_dev") -> tuple[str | None, list[Sentence]]:
-    """The selection split: source dev by default (held out of the labeled source data when the
-    run has no source_dev file), target dev only when the config asks for it (train.select_on)."""
-    sentences = corpus_split(inputs, select_on)
-    return (select_on, sentences) if sentences else (None, [])
 
 
 class TeacherDidNotLearn(UserError):
@@ -80,47 +66,6 @@ def check_teacher(model, split: str | None, dev: Sequence[Sentence], *, max_leng
     return figures
 
 
-def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_length: int, log,
-                      selected_on: str | None = None) -> dict:
-    """Scores on every labeled target set of the run but the selection split (its score chose the
-    epoch, so it is no result); predictions written as CoNLL beside them."""
-    from concner.tasks.evaluate import evaluate_model
-
-    scores = {}
-    for split in EVAL_SETS:
-        if split == selected_on:
-            continue
-        gold = corpus_split(inputs, split)
-        if not gold:
-            continue
-        scores[split], pred = evaluate_model(model, gold, batch_size=EVAL_BATCH_SIZE, max_length=max_length,
-                                             progress=f"scoring {split}")
-        unknown = sorted(set(entity_types(gold)) - {label[2:] for label in model.labels if label != "O"})
-        if unknown:
-            scores[split]["types_not_in_model"] = unknown
-            log.warning("%s has entity types the model cannot predict: %s", split, ", ".join(unknown))
-        write_conll([Sentence(s.id, s.tokens, p) for s, p in zip(gold, pred)], out / f"predictions_{split}.conll")
-        log.info("%s: F1 %.4f (P %.4f, R %.4f)", split, scores[split]["f1"], scores[split]["precision"],
-                 scores[split]["recall"])
-    # a file, not only manifest metrics: downstream keys cover files, and the scores also depend
-    # on the gold tags, which the predictions file does not hold
-    (out / "scores.json").write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return scores
-
-
-def save_curves(result: FitResult, out: Path) -> None:
-    pd.DataFrame(result.steps).to_parquet(out / "steps.parquet", index=False)
-    pd.DataFrame(result.epochs).to_parquet(out / "epochs.parquet", index=False)
-
-
-def fit_settings(section, seed: int) -> FitSettings:
-    """The loop settings of a train or distill config section."""
-    from concner.tasks.train import FitSettings
-
-    names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed"]
-    return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
-
-
 def compute_train(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
     from concner.tasks.evaluate import pick_device
@@ -142,7 +87,7 @@ def compute_train(ctx: StageContext) -> None:
     result = fit(model, items, loss, settings, dev=dev or None, log=ctx.log, progress="training teacher")
     selection = check_teacher(model, dev_name, dev, max_length=t.max_length, min_f1=t.min_selection_f1,
                               settings=settings, steps=len(result.steps), log=ctx.log)
-    model.save(ctx.out / "model")
+    model.save(ctx.out / MODEL)
     save_curves(result, ctx.out)
     ctx.metrics.update(
         labels=labels,
@@ -161,18 +106,12 @@ def compute_train(ctx: StageContext) -> None:
     )
 
 
-def scores_headline(m: dict) -> str:
-    s = m.get("scores", {})
-    text = ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
-    return text + (f" (selected on {m['dev_set']})" if m.get("dev_set") else "")
-
-
 def train_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     target = ["target_dev.*", "target_test.*"] + (["target_unlabeled.*"] if config.train.encoder == TINY else [])
     return {
         "ingest": ("source_train.*", "source_dev.*"),  # source_dev: the selection split by default
         "ingest_target": tuple(target),
-        "project": ("projected.parquet",) if config.train.use_translations else (),
+        "project": (PROJECTED,) if config.train.use_translations else (),
     }
 
 
@@ -186,5 +125,6 @@ STAGE = StageSpec(
     model_params=("encoder",),
     compute=compute_train,
     headline=scores_headline,
+    summary=model_summary,
     description="train the teacher: CE + TCL + LCL on source and projected translations",
 )

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from concner.tasks.artifacts import (MODEL, PROBS, PROJECTED, PSEUDO_LABELS, corpus_split, load_projected,
+                                     load_pseudo_label_frame, split_stats)
 from concner.tasks.config import RunConfig
-from concner.tasks.corpus import Sentence
 from concner.tasks.errors import UserError
-from concner.tasks.ingest import corpus_split
-from concner.tasks.project_stage import load_projected
 from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.summary import (Block, Figures, Histogram, Sample, SampleQuery, Samples, StageSummary, select_rows,
+                                   sort_title)
 from concner.tasks.tags import spans
 
 
@@ -76,7 +77,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         if not sentences:
             raise UserError("every unlabeled target sentence is a translation the teacher trained on: give other "
                             "target text (data.target_unlabeled) or set pseudo_label.exclude_translations=false")
-    teacher = ConcNerModel.load(ctx.inputs["train"] / "model").to(pick_device())
+    teacher = ConcNerModel.load(ctx.inputs["train"] / MODEL).to(pick_device())
     # words past the teacher's max_length get NaN rows: no label is invented for them, the
     # student's loss skips them and they do not count towards a sentence's confidence
     probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
@@ -96,9 +97,9 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     })
     frame["kept"] = filter_mask(frame, min_confidence=p.min_confidence, require_entity=p.require_entity,
                                 max_sentences=p.max_sentences)
-    frame.to_parquet(ctx.out / "pseudo_labels.parquet", index=False)
+    frame.to_parquet(ctx.out / PSEUDO_LABELS, index=False)
     offsets = np.cumsum([0] + [len(pr) for pr in probs])
-    save_npz(ctx.out / "probs.npz", probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
+    save_npz(ctx.out / PROBS, probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
                         labels=np.array(teacher.labels))
     kept = frame[frame["kept"]]
     per_type: Counter = Counter(s.label for t in kept["tags"] for s in spans(t))
@@ -113,28 +114,46 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         entities=dict(sorted(per_type.items())),
         mean_confidence=float(frame["confidence"].mean()),
         confidence_histogram={"counts": hist.tolist(), "edges": edges.round(2).tolist()},
-        tags_ignored=bool(_ingest_unlabeled_stats(ctx.inputs["ingest_target"]).get("read", {}).get("tags_ignored")),
+        tags_ignored=bool(split_stats(ctx.inputs["ingest_target"], "target_unlabeled").get("read", {}).get("tags_ignored")),
     )
 
 
-def _ingest_unlabeled_stats(ingest_dir: Path) -> dict:
-    import json
-
-    manifest = json.loads((ingest_dir / "manifest.json").read_text(encoding="utf-8"))
-    return manifest["metrics"]["splits"].get("target_unlabeled", {})
+SORT_KEYS = {"id": True, "confidence": True, "entities": False, "length": False}  # least confident first
 
 
-def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], list[str]]:
-    """Kept sentences (tags = teacher argmax), their word distributions (float32), and the label list."""
-    frame = pd.read_parquet(folder / "pseudo_labels.parquet")
-    data = np.load(folder / "probs.npz")
-    offsets, all_probs = data["offsets"], data["probs"]
-    sentences, probs = [], []
-    for row_index, row in enumerate(frame.itertuples()):
-        if row.kept:
-            sentences.append(Sentence(int(row.id), list(row.tokens), list(row.tags)))
-            probs.append(all_probs[offsets[row_index] : offsets[row_index + 1]].astype(np.float32))
-    return sentences, probs, [str(label) for label in data["labels"]]
+def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
+    """Counts, the sentence confidence histogram, and sentences with each entity's mean word confidence."""
+    m = manifest["metrics"]
+    frame = load_pseudo_label_frame(folder)
+    figures = {
+        "sentences": m.get("sentences"),
+        "kept / dropped": f"{m.get('kept')} / {m.get('dropped')}",
+        "mean sentence confidence": f"{m.get('mean_confidence', 0):.3f}",
+        "entities in kept sentences": ", ".join(f"{k} {v}" for k, v in m.get("entities", {}).items()) or "none",
+    }
+    if m.get("tags_ignored"):
+        figures["note"] = "the unlabeled file had a tag column: it was ignored"
+    blocks: list[Block] = [Figures("pseudo_label: summary", figures)]
+    hist = m.get("confidence_histogram")
+    if hist:
+        blocks.append(Histogram("sentence confidence (mean of the teacher's top word probability)", hist["counts"],
+                                hist["edges"]))
+    sort = query.sort or "id"
+    values = {"id": frame["id"], "confidence": frame["confidence"], "entities": frame["entities"],
+              "length": frame["tokens"].map(len)}[sort]
+    rows = select_rows(frame, values, ascending=SORT_KEYS[sort], query=query, default_limit=10,
+                       what="pseudo-labeled sentences")
+    samples = []
+    for row in rows.itertuples():
+        conf = [float(c) for c in row.word_confidence]
+        found = spans(list(row.tags))
+        samples.append(Sample(list(row.tokens), found, head=f"#{row.id} conf {row.confidence:.3f} "
+                              f"{'kept' if row.kept else 'dropped'} ", dropped=not row.kept,
+                              notes={e.start: f"{sum(conf[e.start:e.end]) / (e.end - e.start):.2f}" for e in found}))
+    labels = [label[2:] for label in m.get("labels", []) if label.startswith("B-")]
+    blocks.append(Samples(f"sentences ({sort_title(SORT_KEYS, query, len(rows), len(frame))}); "
+                          "an entity shows its mean word confidence", samples, labels))
+    return StageSummary("pseudo_label", blocks)
 
 
 STAGE = StageSpec(
@@ -143,9 +162,12 @@ STAGE = StageSpec(
     inputs=("ingest_target", "train", "project"),
     params=pseudo_label_params,
     reads=lambda config: {"ingest_target": ("target_unlabeled.*",), "train": ("model/*",),
-                          "project": ("projected.parquet",) if config.pseudo_label.exclude_translations else ()},
+                          "project": (PROJECTED,) if config.pseudo_label.exclude_translations else ()},
     libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
+    summary=summary,
+    sort_keys=SORT_KEYS,
+    sentence_ids=True,
     description="label unlabeled target text with the teacher's soft distributions",
 )
