@@ -134,3 +134,21 @@ def test_a_batch_is_what_tokenizing_it_alone_gives_and_source_only_items_train(s
     source_only = [(s, None) for s in en[:10]]
     result = fit(model, source_only, loss, FitSettings(epochs=1, batch_size=4, max_length=64))
     assert len(result.steps) == 3 and "ce_target" not in result.steps[-1]
+
+
+def test_the_student_loop_logs_progress_lines_when_not_on_a_terminal(samples, encoder, monkeypatch, capsys):
+    """A scheduled run writes to a file: the long loops must still say how far they are."""
+    from concner.tasks.corpus import Sentence
+    from concner.tasks.progress import LOG_INTERVAL_ENV
+
+    monkeypatch.setenv(LOG_INTERVAL_ENV, "0")  # a line at every step instead of every 30 s
+    _, es = samples
+    labels = ["O", "B-PER", "I-PER"]
+    uniform = [np.full((len(s.tokens), 3), 1 / 3, dtype=np.float32) for s in es[:12]]
+    student = ConcNerModel.from_encoder(encoder, labels)
+    fit(student, [(Sentence(s.id, s.tokens, None), p) for s, p in zip(es[:12], uniform)],
+        DistillLoss(max_length=64), FitSettings(epochs=1, batch_size=4, max_length=64), progress="distilling student")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("distilling student:")]
+    assert [line.split()[2] for line in lines[:3]] == ["1/3", "2/3", "3/3"]
+    assert "/s," in lines[0] and "ETA" in lines[0]
+    assert "distill" in lines[-1]  # the loss terms, read back at the end of the epoch
