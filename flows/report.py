@@ -391,6 +391,28 @@ def _draw(run: RunArtifacts, figures, target: str | None = None) -> list[Section
     return sections
 
 
+def stage_summaries(run: RunArtifacts) -> list[tuple[str, str, str]]:
+    """(entry, stage, HTML) for every stage of the run, from the stage's own summary: a stage
+    gets its report section without code here."""
+    from concner.flows.summary_html import SAMPLES, summary_html
+    from concner.tasks.registry import get
+    from concner.tasks.summary import SampleQuery
+
+    out = []
+    for entry, info in run.record.get("stages", {}).items():
+        stage, folder = stage_of(entry), run.folder(entry)
+        summarize = get(stage).summary
+        if summarize is None:
+            continue
+        if folder is None:
+            body = "<p class='note'>the artifact is missing from the store</p>"
+        else:
+            manifest = run.manifest(entry) or {}
+            body = summary_html(summarize({"stage": stage, **manifest}, folder, SampleQuery(limit=SAMPLES)))
+        out.append((entry, stage, body))
+    return out
+
+
 # HTML ------------------------------------------------------------------------------------------
 
 _CSS = """
@@ -400,6 +422,8 @@ table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px soli
 .computed { color: #b07800; } .reused { color: #2e7d32; } .failed { color: #c62828; }
 figure { margin: 1em 0; } figure img { max-width: 100%; } .note { color: #666; font-style: italic; }
 pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.85em; } code { font-size: 0.9em; }
+caption { text-align: left; font-weight: bold; padding: 0.4em 0; } section.summary table { margin: 0.6em 0; }
+mark { background: #fff3b0; } li.failed { color: #c62828; }
 """
 
 
@@ -418,6 +442,10 @@ def render_html(run: RunArtifacts, sections: list[Section]) -> str:
                 if s.png is not None else f"<p class='note'>{e(s.note)}</p>")
         figures.append(f"<figure id='fig-{e(s.id)}' data-stage='{e(s.stage)}'><h2>{e(s.title)}</h2>{body}</figure>")
     error = f"<p class='failed'>error: {e(r['error'])}</p>" if r.get("error") else ""
+    summaries = "".join(
+        f"<section class='summary' id='summary-{e(entry)}' data-stage='{e(stage)}'><h2>{e(entry)}: "
+        f"{e(r['stages'][entry].get('headline', ''))}</h2>{body}</section>"
+        for entry, stage, body in stage_summaries(run))
     config = yaml.safe_dump(r.get("config", {}), sort_keys=False, allow_unicode=True)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>concner run {e(r['run_id'])}</title><style>{_CSS}</style></head>
@@ -429,6 +457,7 @@ started {e(when(r.get('started')))} · ended {e(when(r.get('ended')))} · store 
 {error}
 <table><tr><th>stage</th><th>status</th><th>seconds</th><th>key</th><th>key figure</th></tr>{rows}</table>
 {''.join(figures)}
+{summaries}
 <h2>Config</h2>
 <pre>{e(config)}</pre>
 </body></html>

@@ -7,16 +7,17 @@ from pathlib import Path
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-# A piece of each stage's markdown that only a filled-in artifact has.
+# A piece of each stage's markdown that only a filled-in artifact has. The markdown renders the
+# stage's summary, the same blocks `concner inspect --stage` shows.
 EXPECTED = {
     "ingest": "| split | sentences | tokens | entities |",
     "ingest_target": "es: ",
-    "translate": "| source | translation | chrF |",
-    "project": "| outcome | entities |",
+    "translate": "| id | source | translation | words |",
+    "project": "| type | projected | repaired |",
     "train": "| set | type | P | R | F1 |",
-    "pseudo_label": "Lowest-confidence sentences",
+    "pseudo_label": "an entity shows its mean word confidence",
     "distill": "| set | type | P | R | F1 |",
-    "evaluate": "| model/set | P | R | F1 |",
+    "evaluate": "target_test: teacher vs student (%)",
 }
 
 
