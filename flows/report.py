@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from concner.flows.views import when
+from concner.tasks.artifacts import SCORES, load_projected_frame, load_pseudo_label_frame, load_translations
+from concner.tasks.model_training import EPOCHS, STEPS
 from concner.tasks.registry import stage_of
 from concner.tasks.store import ArtifactStore
 
@@ -139,7 +141,7 @@ def fig_translate_chrf(run: RunArtifacts) -> Figure | str:
     folder = run.folder("translate")
     if folder is None:
         return "the translate artifact is missing from the store"
-    frame = pd.read_parquet(folder / "translations.parquet")
+    frame = load_translations(folder)
     columns = [c for c in ("chrf", "round_trip_chrf") if c in frame]
     if not columns:
         return ("no per-sentence chrF in this translate artifact: it had no reference translations "
@@ -172,7 +174,7 @@ def fig_projection_outcomes(run: RunArtifacts) -> Figure | str:
     folder = run.folder("project")
     if folder is None:
         return "the project artifact is missing from the store"
-    table = projection_outcome_counts(pd.read_parquet(folder / "projected.parquet", columns=["entities"]))
+    table = projection_outcome_counts(load_projected_frame(folder, columns=["entities"]))
     if table.empty:
         return "no source entities to project"
     metrics = run.manifest("project")["metrics"]
@@ -212,8 +214,8 @@ def _loss_figure(run: RunArtifacts, stage: str, title: str) -> Figure | str:
     folder = run.folder(stage)
     if folder is None:
         return f"the {stage} artifact is missing from the store"
-    steps = pd.read_parquet(folder / "steps.parquet")
-    epochs = pd.read_parquet(folder / "epochs.parquet") if (folder / "epochs.parquet").is_file() else None
+    steps = pd.read_parquet(folder / STEPS)
+    epochs = pd.read_parquet(folder / EPOCHS) if (folder / EPOCHS).is_file() else None
     panels: list[str] = loss_terms(steps)
     if epochs is not None and "dev_f1" in epochs:
         panels.append("dev F1")
@@ -259,7 +261,7 @@ def fig_pseudo_label_confidence(run: RunArtifacts) -> Figure | str:
     folder = run.folder("pseudo_label")
     if folder is None:
         return "the pseudo_label artifact is missing from the store"
-    frame = pd.read_parquet(folder / "pseudo_labels.parquet", columns=["confidence", "kept"])
+    frame = load_pseudo_label_frame(folder, columns=["confidence", "kept"])
     manifest = run.manifest("pseudo_label")
     fig = Figure(figsize=(7.5, 3.4))
     ax = fig.subplots()
@@ -284,8 +286,8 @@ def score_rows(run: RunArtifacts) -> pd.DataFrame:
     (student) manifests, so a run stopped before evaluate still gets the figure.
     """
     folder = run.folder("evaluate")
-    if folder is not None and (folder / "scores.parquet").is_file():
-        return pd.read_parquet(folder / "scores.parquet")[["model", "set", "type", "f1", "support"]]
+    if folder is not None and (folder / SCORES).is_file():
+        return pd.read_parquet(folder / SCORES)[["model", "set", "type", "f1", "support"]]
     rows = []
     for stage, model in (("train", "teacher"), ("distill", "student")):
         manifest = run.manifest(stage)
