@@ -82,7 +82,10 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     from concner.tasks.store import ArtifactStore
 
     config = load_config(config_path, overrides)
-    check_and_warn(config, err_console, _store_root(store, config))  # inputs and store checked before any stage
+    from concner.tasks import registry
+
+    stages = set(registry.upstream_closure(registry.get(until).name)) if until else None
+    check_and_warn(config, err_console, _store_root(store, config), stages)  # inputs and store, before any stage
     root = _store_root(store, config)
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
@@ -204,12 +207,13 @@ def stage(
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
     from concner.flows.pipeline import plan_run, run_flow, stage_flow
     from concner.flows.views import stage_summary_table
+    from concner.tasks import registry
     from concner.tasks.config import load_config
     from concner.tasks.preflight import check_and_warn
     from concner.tasks.store import ArtifactStore
 
     cfg = load_config(config, set_)
-    check_and_warn(cfg, err_console, _store_root(store, cfg))  # inputs and store checked before any stage
+    check_and_warn(cfg, err_console, _store_root(store, cfg), {registry.get(name).name})  # before the stage runs
     root = _store_root(store, cfg)
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:

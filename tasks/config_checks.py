@@ -38,10 +38,20 @@ def model_keys(config: RunConfig) -> dict[str, str]:
     return keys
 
 
-def check_models(config: RunConfig) -> dict[str, ModelInfo]:
-    """Every model reference resolved as far as possible without loading it; UserError at the key's line."""
+# the stages that load each model: a run that stops before them (`--until ingest`) needs none of it
+MODEL_STAGES = {"project.aligner_model": {"project"}, "train.encoder": {"train", "distill"},
+                "distill.encoder": {"distill"}, "translate.model": {"translate"},
+                "translate.reverse_model": {"translate"}}
+
+
+def check_models(config: RunConfig, stages: set[str] | None = None) -> dict[str, ModelInfo]:
+    """Every model reference resolved as far as possible without loading it; UserError at the key's line.
+
+    With `stages` (those the run will compute or reuse), only the models those stages load are checked."""
     infos: dict[str, ModelInfo] = {}
     for key, ref in model_keys(config).items():
+        if stages is not None and not MODEL_STAGES[key] & stages:
+            continue
         try:
             info = describe(ref)
         except UserError as err:
@@ -113,11 +123,14 @@ def size_notes(config: RunConfig, infos: dict[str, ModelInfo], unlabeled: tuple[
 
 
 def check_config(config: RunConfig, *, unlabeled: tuple[Path, int] | None = None,
-                 source_train: int = 0) -> list[str]:
+                 source_train: int = 0, stages: set[str] | None = None) -> list[str]:
     """The models and settings of one target's config: raises for errors, returns the notes.
 
     `unlabeled` (the file and its sentence count) and `source_train` (sentences) come from the
     preflight's reading of the files, for the size note."""
-    infos = check_models(config)
-    check_layer(config, infos["project.aligner_model"])
+    infos = check_models(config, stages)
+    if "project.aligner_model" in infos:
+        check_layer(config, infos["project.aligner_model"])
+    if stages is not None and not {"project", "train", "distill"} <= stages:
+        return loss_notes(config)  # the size note estimates the whole run
     return loss_notes(config) + size_notes(config, infos, unlabeled, source_train)

@@ -45,15 +45,16 @@ def check_inputs(config: RunConfig) -> list[str]:
     return list(dict.fromkeys(_checked(config).warnings))
 
 
-def _checked(config: RunConfig) -> "Preflight":
-    check = Preflight()
+def _checked(config: RunConfig, stages: set[str] | None = None) -> "Preflight":
+    check = Preflight(stages)
     for _branch, branch_config in config.branches():
         check.branch(branch_config)
     return check
 
 
 class Preflight:
-    def __init__(self) -> None:
+    def __init__(self, stages: set[str] | None = None) -> None:
+        self.stages = stages  # the stages the run will go through (None: all); models only they load are checked
         self.warnings: list[str] = []
         self.notes: list[str] = []  # settings that do nothing (tasks/config_checks.py), not problems
         self._reads: dict[tuple, tuple[list[Sentence], ReadReport]] = {}
@@ -100,7 +101,7 @@ class Preflight:
 
         unlabeled = corpora.get("target_unlabeled")
         self.notes.extend(check_config(config, unlabeled=(unlabeled[0], len(unlabeled[1])) if unlabeled else None,
-                                       source_train=len(train)))
+                                       source_train=len(train), stages=self.stages))
 
     def _repairs(self, split: str, path: Path, report: ReadReport) -> None:
         n, line = report.tags_repaired, report.first_repair_line
@@ -221,11 +222,14 @@ def check_store(root: Path) -> None:
         raise UserError(f"artifact store {root}: {what} is not writable; {hint}")
 
 
-def check_and_warn(config: RunConfig, console: Any, store: Path | None = None) -> list[str]:
-    """check_inputs (and check_store), printing each warning once in yellow to `console` (stderr)."""
+def check_and_warn(config: RunConfig, console: Any, store: Path | None = None,
+                   stages: set[str] | None = None) -> list[str]:
+    """check_inputs (and check_store), printing each warning once in yellow to `console` (stderr).
+
+    `stages`: the stages the run goes through (e.g. up to --until); None: all of them."""
     if store is not None:
         check_store(store)
-    check = _checked(config)
+    check = _checked(config, stages)
     warnings = list(dict.fromkeys(check.warnings))
     for warning in warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)

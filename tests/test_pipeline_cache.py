@@ -19,7 +19,9 @@ def project(tmp_path) -> tuple[Path, Path]:
     (tmp_path / "unlabeled.txt").write_text("Juan visita París .\nMaría trabaja en Acme .\n", encoding="utf-8")
     config = tmp_path / "run.yaml"
     config.write_text(
-        "name: tiny\ntarget_lang: es\ndata:\n  source_train: train.conll\n  target_unlabeled: unlabeled.txt\n",
+        "name: tiny\ntarget_lang: es\ndata:\n  source_train: train.conll\n  target_unlabeled: unlabeled.txt\n"
+        # models that exist offline: `concner stage project/train` checks the models it will load
+        "project:\n  aligner_model: tiny\n  layer: 1\ntrain:\n  encoder: tiny\n",
         encoding="utf-8",
     )
     return config, tmp_path / "store"
@@ -160,3 +162,16 @@ def test_store_artifacts_are_reused_without_any_prefect_cache_record(cli, projec
     assert stage["status"] == "reused" and stage["key"] == key and stage["seconds"] == 0.0
     assert stage["prefect_state"] == "Completed"  # ran, but computed nothing
     assert (store / "stages" / "ingest" / key / "manifest.json").read_text() == manifest_before
+
+
+def test_models_are_checked_only_for_the_stages_a_run_goes_through(cli, tmp_path, monkeypatch):
+    """An offline machine without mBERT can still ingest; a run that would align is stopped up front."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "train.conll").write_text(TRAIN, encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text("name: hub\ntarget_lang: es\ndata:\n  source_train: train.conll\n"
+                      "project:\n  aligner_model: no-such-org/no-such-model\n", encoding="utf-8")
+    code, _, err = cli("run", config, "--until", "ingest", "--store", tmp_path / "store")
+    assert code == 0, err
+    code, _, err = cli("run", config, "--until", "project", "--dry-run", "--store", tmp_path / "store")
+    assert code == 2 and "run.yaml, line 6: project.aligner_model" in err and "no-such-org/no-such-model" in err
