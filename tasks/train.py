@@ -120,16 +120,16 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                row = {"step": len(result.steps) + len(pending) + 1, "epoch": epoch, "lr": scheduler.get_last_lr()[0]}
+                step = len(result.steps) + len(epoch_rows) + len(pending) + 1
+                row = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0]}
                 pending.append((row, {k: v.detach() for k, v in terms.items()}))
                 advance(1)
                 if len(pending) >= STATUS_EVERY:
                     epoch_rows += _read_terms(pending, advance)
-                    result.steps += epoch_rows[-len(pending):]
                     pending = []
             if pending:
                 epoch_rows += _read_terms(pending, advance)
-                result.steps += epoch_rows[-len(pending):]
+            result.steps += epoch_rows
             summary = {"epoch": epoch, "loss": float(np.mean([r["loss"] for r in epoch_rows]))}
             if dev:
                 scores, _ = evaluate_model(model, dev, max_length=settings.max_length)
