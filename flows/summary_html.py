@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from concner.tasks.summary import Figures, Histogram, Note, Sample, Samples, StageSummary, Table
+from concner.tasks.summary import Figures, Histogram, Note, Sample, Samples, StageSummary, Table, marked_segments
 from concner.tasks.tags import Span
 
 SAMPLES = 5  # sample rows per block: the report shows a taste, `concner inspect` the rest
@@ -21,17 +21,8 @@ def _rows(cells: Sequence[Sequence[object]], bold: frozenset[int] = frozenset())
 
 def _marked(tokens: Sequence[str], found: Sequence[Span], notes: dict[int, str] | None = None) -> str:
     """Tokens with each entity in <mark> followed by its type (and note)."""
-    out, i, starts = [], 0, {s.start: s for s in found}
-    while i < len(tokens):
-        if i in starts:
-            s = starts[i]
-            note = f" {notes[s.start]}" if notes and notes.get(s.start) else ""
-            out.append(f"<mark>{e(' '.join(tokens[s.start:s.end]))}</mark><sub>{e(s.label + note)}</sub>")
-            i = s.end
-        else:
-            out.append(e(str(tokens[i])))
-            i += 1
-    return " ".join(out)
+    return " ".join(f"<mark>{e(text)}</mark><sub>{e(label)}</sub>" if label is not None else e(text)
+                    for text, label in marked_segments(tokens, found, notes))
 
 
 def _sample(sample: Sample) -> str:

@@ -17,6 +17,7 @@ when it has them, else from `train` (teacher) and `distill` (student), and named
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -25,6 +26,7 @@ import secrets
 import socket
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,7 +382,7 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
 
     mark_dead_sweeps(store)
     save_sweep(store, record)
-    try:
+    with _recording(store, record):
         for member in record["members"]:
             if member["status"] != "pending":
                 continue
@@ -398,7 +400,16 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
                 run["status"] = "failed"
             _member_finished(member, run)
             save_sweep(store, record)
-    except BaseException as err:  # Ctrl-C, SIGTERM
+    return record
+
+
+@contextlib.contextmanager
+def _recording(store: ArtifactStore, record: dict) -> Iterator[None]:
+    """The sweep record says how the sweep ended: interrupted (Ctrl-C, SIGTERM, a broken cluster) or
+    finished, with its end time; saved either way."""
+    try:
+        yield
+    except BaseException as err:
         _interrupted(record, err)
         raise
     else:
@@ -406,7 +417,6 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
     finally:
         record["ended"] = time.time()
         save_sweep(store, record)
-    return record
 
 
 def _member_finished(member: dict, run: dict) -> None:
@@ -444,7 +454,7 @@ def run_sweep_concurrently(store: ArtifactStore, record: dict, runner, log) -> d
     save_sweep(store, record)
     jobs: list[RunJob] = []
     member_of: dict[str, dict] = {}
-    try:
+    with _recording(store, record):
         for member in record["members"]:
             if member["status"] != "pending":
                 continue
@@ -465,14 +475,6 @@ def run_sweep_concurrently(store: ArtifactStore, record: dict, runner, log) -> d
             save_sweep(store, record)
 
         execute_many(jobs, store, runner, log, on_finished=finished)
-    except BaseException as err:  # Ctrl-C, SIGTERM, a broken cluster
-        _interrupted(record, err)
-        raise
-    else:
-        _finished(record)
-    finally:
-        record["ended"] = time.time()
-        save_sweep(store, record)
     return record
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from concner.tasks.artifacts import load_manifest
-from concner.tasks.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table
+from concner.tasks.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table, marked_segments
 from concner.tasks.tags import Span
 
 SAMPLES = 5  # sample rows per stage: the UI shows a taste, `concner inspect` the rest
@@ -24,17 +24,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def _marked(tokens: Sequence[str], found: Sequence[Span], notes: dict[int, str] | None = None) -> str:
     """Tokens with entities in bold and their type as a suffix: **Pedro Sánchez**`PER`."""
-    out, i, starts = [], 0, {s.start: s for s in found}
-    while i < len(tokens):
-        if i in starts:
-            s = starts[i]
-            note = f" {notes[s.start]}" if notes and notes.get(s.start) else ""
-            out.append(f"**{' '.join(tokens[s.start:s.end])}**`{s.label}{note}`")
-            i = s.end
-        else:
-            out.append(str(tokens[i]))
-            i += 1
-    return " ".join(out)
+    return " ".join(f"**{text}**`{label}`" if label is not None else text
+                    for text, label in marked_segments(tokens, found, notes))
 
 
 def _sample(sample: Sample) -> str:

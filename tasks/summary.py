@@ -142,3 +142,21 @@ def sort_title(sort_keys: Mapping[str, bool], query: SampleQuery, shown: int, to
     sort = query.sort or next(iter(sort_keys))
     direction = "ascending" if sort_keys[sort] != query.reverse else "descending"
     return f"{shown} of {total}, by {sort} ({direction})"
+
+
+def marked_segments(tokens: Sequence[str], found: Sequence[Span],
+                    notes: Mapping[int, str] | None = None) -> list[tuple[str, str | None]]:
+    """A sentence as (text, label) pieces for a renderer to mark: an entity's words with its type
+    (and note, keyed by the span's start), every other token with None."""
+    out: list[tuple[str, str | None]] = []
+    i, starts = 0, {s.start: s for s in found}
+    while i < len(tokens):
+        if i in starts:
+            s = starts[i]
+            note = f" {notes[s.start]}" if notes and notes.get(s.start) else ""
+            out.append((" ".join(str(t) for t in tokens[s.start:s.end]), s.label + note))
+            i = s.end
+        else:
+            out.append((str(tokens[i]), None))
+            i += 1
+    return out
