@@ -92,12 +92,25 @@ def code_fingerprint(module: str) -> str:
 @lru_cache(maxsize=None)
 def _module_facts(name: str) -> tuple[str, frozenset[str]] | None:
     """(sha256 of the module's source, the concner modules it imports), read once per process:
-    the stages share most of their modules, and parsing them is most of what planning costs."""
+    the stages share most of their modules, and parsing them is most of what planning costs.
+
+    None for a module that is not concner's, or that declares `PRESENTATION_ONLY = True`: it only
+    renders artifacts (summaries, tables), so an edit to it must not recompute every stage."""
     path = _module_file(name)
     if path is None:
         return None
     source = Path(path).read_bytes()
+    if _presentation_only(source):
+        return None
     return hashlib.sha256(source).hexdigest(), frozenset(_imports(name, source, path.endswith("__init__.py")))
+
+
+def _presentation_only(source: bytes) -> bool:
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PRESENTATION_ONLY"
+                                                 for t in node.targets)):
+            return isinstance(node.value, ast.Constant) and node.value.value is True
+    return False
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str | None]:

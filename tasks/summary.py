@@ -21,6 +21,10 @@ import pandas as pd
 from concner.tasks.errors import UserError
 from concner.tasks.tags import Span
 
+# Only renders artifacts: stage keys leave this module out (tasks/keys.py), so that an edit
+# to how a summary looks never recomputes a stage.
+PRESENTATION_ONLY = True
+
 
 @dataclass(frozen=True)
 class SampleQuery:

@@ -16,6 +16,10 @@ from concner.tasks.artifacts import model_folder
 from concner.tasks.model_training import EPOCHS, STEPS
 from concner.tasks.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, pct
 
+# Only renders artifacts: stage keys leave this module out (tasks/keys.py), so that an edit
+# to how a summary looks never recomputes a stage.
+PRESENTATION_ONLY = True
+
 _SPARK = "▁▂▃▄▅▆▇█"
 META_COLUMNS = ("step", "epoch", "lr")
 

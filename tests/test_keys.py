@@ -59,3 +59,19 @@ def test_local_model_folder_is_keyed_by_content_not_path(tmp_path, monkeypatch):
     (a / "model.safetensors").write_bytes(b"\x01" * 64)  # same size, new content and mtime
     changed = keys.keyed_params({"encoder": str(a)}, ("encoder",), cache)
     assert hashed and changed != params_a
+
+
+def test_a_module_that_only_renders_is_left_out_of_the_code_fingerprint(tmp_path, monkeypatch):
+    """Editing how a summary looks must not recompute the stage (and everything below it)."""
+    paths = _fake_package(tmp_path, monkeypatch)
+    paths["concner.fake.helper"].write_text("PRESENTATION_ONLY = True\n\ndef table():\n    return 1\n")
+
+    def fingerprint(module: str) -> str:
+        keys._module_facts.cache_clear()
+        return keys.code_fingerprint.__wrapped__(module)
+
+    before = fingerprint("concner.fake.stage")
+    paths["concner.fake.helper"].write_text("PRESENTATION_ONLY = True\n\ndef table():\n    return 2\n")
+    assert fingerprint("concner.fake.stage") == before
+    paths["concner.fake.helper"].write_text("PRESENTATION_ONLY = False\n\ndef table():\n    return 2\n")
+    assert fingerprint("concner.fake.stage") != before
