@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from concner.flows.console_width import print_whole
 from concner.tasks.errors import UserError
 
 app = typer.Typer(
@@ -96,7 +97,7 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
                       force=list(force), until=until, target=target,
                       computes=any(p.action != "reuse" for p in plan))
-    console.print(stage_summary_table(record, ArtifactStore(root)))
+    print_whole(console, stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
 
@@ -221,7 +222,7 @@ def stage(
     _guard_process()
     record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name, config=cfg.model_dump(mode="json"),
                       force=not reuse, target=target)
-    console.print(stage_summary_table(record, ArtifactStore(root)))
+    print_whole(console, stage_summary_table(record, ArtifactStore(root)))
 
 
 def _is_sweep(ident: str) -> bool:
@@ -342,7 +343,7 @@ def inspect(
         return
     record = st.load_run(run_id)
     if stage_name is None:
-        console.print(stage_summary_table(record, st))
+        print_whole(console, stage_summary_table(record, st))
         return
     entry = f"{stage_name}@{target}" if target else stage_name
     if entry not in record["stages"]:

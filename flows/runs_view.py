@@ -14,9 +14,9 @@ import datetime as dt
 import json
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
+from concner.flows.console_width import natural_width, print_whole
 from concner.tasks.store import MANIFEST, ArtifactStore
 
 MODEL_OF = {"train": "teacher", "distill": "student"}
@@ -94,13 +94,8 @@ def print_runs(console: Console, store: ArtifactStore, *, wide: bool = False) ->
     wrapped); on a terminal too narrow for it, one block per run (id and figures, then the scores)."""
     rows = _rows(store)
     table = runs_table(store, rows)
-    natural = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
-    if wide or not console.is_terminal:
-        # Console.print never goes past the console's width: a console as wide as the table, same stream
-        Console(file=console.file, width=max(natural, 20), force_terminal=console.is_terminal or None,
-                no_color=console.no_color).print(table)
-    elif natural <= console.width:
-        console.print(table)
+    if wide or not console.is_terminal or natural_width(console, table) <= console.width:
+        print_whole(console, table, wide=wide)
     else:
         console.print(f"runs in {store.root} ({CAPTION})", style="italic", highlight=False, markup=False)
         for run_id, started, status, computed, reused, scores in rows:

@@ -175,3 +175,12 @@ def test_models_are_checked_only_for_the_stages_a_run_goes_through(cli, tmp_path
     assert code == 0, err
     code, _, err = cli("run", config, "--until", "project", "--dry-run", "--store", tmp_path / "store")
     assert code == 2 and "run.yaml, line 6: project.aligner_model" in err and "no-such-org/no-such-model" in err
+
+
+def test_the_run_summary_in_a_log_keeps_artifact_paths_whole(cli, project):
+    """Not on a terminal (a scheduled run's log), the summary table is printed at its full width."""
+    config, store = project
+    code, out, err = cli("run", config, "--until", "ingest", "--store", store)
+    assert code == 0, err
+    key = last_run(store)["stages"]["ingest"]["key"]
+    assert str(store.resolve() / "stages" / "ingest" / key) in out and "…" not in out
