@@ -377,17 +377,12 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
 
     Each member is planned just before it runs, so it reuses what earlier members computed. A
     failed member is recorded and the sweep goes on with the next; Ctrl-C stops it (`interrupted`)."""
-    from concner.flows.pipeline import execute, new_run_id, plan_run
-    from concner.tasks.config import RunConfig
+    from concner.flows.pipeline import execute, plan_run
 
     mark_dead_sweeps(store)
     save_sweep(store, record)
     with _recording(store, record):
-        for member in record["members"]:
-            if member["status"] != "pending":
-                continue
-            config = RunConfig.model_validate(member["config"])
-            member.update(run_id=new_run_id(config.name), status="running")
+        for member, config in _start_pending(record):
             save_sweep(store, record)
             log.info("sweep member %d/%d: %s, seed %d (run %s)", member["index"] + 1, len(record["members"]),
                      member["setting"], member["seed"], member["run_id"])
@@ -401,6 +396,19 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
             _member_finished(member, run)
             save_sweep(store, record)
     return record
+
+
+def _start_pending(record: dict) -> Iterator[tuple[dict, Any]]:
+    """Each member that has not run yet, with its config, marked running under a new run id."""
+    from concner.flows.pipeline import new_run_id
+    from concner.tasks.config import RunConfig
+
+    for member in record["members"]:
+        if member["status"] != "pending":
+            continue
+        config = RunConfig.model_validate(member["config"])
+        member.update(run_id=new_run_id(config.name), status="running")
+        yield member, config
 
 
 @contextlib.contextmanager
@@ -447,19 +455,14 @@ def run_sweep_concurrently(store: ArtifactStore, record: dict, runner, log) -> d
     (the others wait for it and reuse it), so each key is computed once, as in `run_sweep`. A
     member whose stage fails stops; the other members go on."""
     from concner.flows.concurrent import RunJob, execute_many
-    from concner.flows.pipeline import new_run_id, plan_run
-    from concner.tasks.config import RunConfig
+    from concner.flows.pipeline import plan_run
 
     mark_dead_sweeps(store)
     save_sweep(store, record)
     jobs: list[RunJob] = []
     member_of: dict[str, dict] = {}
     with _recording(store, record):
-        for member in record["members"]:
-            if member["status"] != "pending":
-                continue
-            config = RunConfig.model_validate(member["config"])
-            member.update(run_id=new_run_id(config.name), status="running")
+        for member, config in _start_pending(record):
             try:
                 plan = plan_run(config, store, until=record.get("until"))
             except UserError as err:
