@@ -138,9 +138,6 @@ class EncodedTable:
         else:
             self.tensors = {}
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
     def width(self, rows: Sequence[int]) -> int:
         return max((self.lengths[i] for i in rows), default=0)
 
