@@ -13,11 +13,13 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
     ConCNER, unbalanced  the defaults with train.balance=none
     student              distilled from the ConCNER teacher on Spanish text disjoint from the translations
 
-    python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64]
+    python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64] [--rows ...]
     python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe.json
 
-Each (seed) runs in its own process (torch threads = cores / jobs), all into one store, so the
-members share ingest/translate/project artifacts. Writes benchmarks/results/recipe.json.
+Each (size, seed) runs in its own process (torch threads = cores / jobs), all into one store, so
+the members share ingest/translate/project artifacts; the largest sizes start first. The result
+file is rewritten after every finished (size, seed), with the ones still running listed under
+`pending`, so a long run that is cut off keeps what it measured.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,7 +84,8 @@ def base_config(size: int, unlabeled: Path, max_length: int) -> dict:
     }
 
 
-def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, unlabeled: int, threads: int) -> dict:
+def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, unlabeled: int, threads: int,
+             rows: list[str]) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -95,7 +98,8 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     store = ArtifactStore(store_root)
     config = base_config(size, unlabeled_file(Path(work), unlabeled, size, seed), max_length)
     out: dict[str, dict] = {}
-    for row, overrides in ROWS.items():
+    for row in rows:
+        overrides = ROWS[row]
         teacher = row == "ConCNER teacher"
         sets = [f"{k}={json.dumps(v)}" for k, v in {"seed": seed, **overrides}.items()]
         cfg = config_from_dict(config, base_dir=REPO, overrides=sets)
@@ -122,12 +126,18 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
 README_MARKERS = ("<!-- recipe-table:start -->", "<!-- recipe-table:end -->")
 
 
+def seed_cell(result: dict, row: dict, seed: int, f1: float | None) -> str:
+    if f1 is not None:
+        return f"{100 * f1:.1f}"
+    return "guard stopped it" if f"{row['size']}/{seed}" in result["runs"] else "not finished"
+
+
 def markdown_table(results: list[dict]) -> str:
     """The README table, from the JSON files (never typed by hand)."""
     lines = ["| N | row | F1 per seed | mean ± sd | wall (file) |", "|---|---|---|---|---|"]
     for result in results:
         for t in result["rows"].values():
-            per_seed = " / ".join(f"{seed}: " + ("guard stopped it" if f is None else f"{100 * f:.1f}")
+            per_seed = " / ".join(f"{seed}: " + seed_cell(result, t, seed, f)
                                   for seed, f in zip(result["setting"]["seeds"], t["f1_per_seed"]))
             mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
             sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
@@ -155,6 +165,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--unlabeled", type=int, default=1000)
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
+                        help="which rows to run (the student comes with 'ConCNER teacher')")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
     args = parser.parse_args()
     if args.update_readme:  # every recipe*.json beside --out, smallest N first
@@ -166,15 +178,32 @@ def main() -> None:
     store = work / "store"
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     started = time.time()
-    jobs = [(size, seed) for size in args.sizes for seed in args.seeds]
+    # largest first: the long jobs do not end up alone at the end
+    jobs = [(size, seed) for size in sorted(args.sizes, reverse=True) for seed in args.seeds]
+    per_run: dict[tuple[int, int], dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {job: pool.submit(run_seed, *job, str(store), str(work), args.max_length, args.unlabeled, threads)
-                   for job in jobs}
-        per_run = {job: f.result() for job, f in futures.items()}
+        futures = {pool.submit(run_seed, *job, str(store), str(work), args.max_length, args.unlabeled, threads,
+                               args.rows): job for job in jobs}
+        for future in as_completed(futures):
+            per_run[futures[future]] = future.result()
+            write_result(args.out, summarise(args, jobs, per_run, started))
+    for key, t in summarise(args, jobs, per_run, started)["rows"].items():
+        mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
+        sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
+        print(f"{key:32s} {mean}{sd}   per seed: {t['f1_per_seed']}")
+
+
+def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: dict[tuple[int, int], dict],
+              started: float) -> dict:
+    """The result file's content from the (size, seed) runs finished so far."""
     table = {}
-    for size in args.sizes:
-        for row in [*ROWS, "student"]:
-            f1s = [per_run[(size, seed)].get(row, {}).get("f1") for seed in args.seeds]
+    row_names = [*args.rows, *(["student"] if "ConCNER teacher" in args.rows else [])]
+    for size in sorted(args.sizes):
+        if not any((size, seed) in per_run for seed in args.seeds):
+            continue
+        for row in row_names:
+            f1s = [per_run[(size, seed)].get(row, {}).get("f1") if (size, seed) in per_run else None
+                   for seed in args.seeds]
             got = [f for f in f1s if f is not None]
             table[f"{size}/{row}"] = {
                 "size": size, "row": row, "f1_per_seed": f1s,
@@ -184,7 +213,7 @@ def main() -> None:
     import concner.tasks.config as config_module
 
     defaults = config_module.TrainConfig()
-    result = {
+    return {
         "setting": {"source": "parallel_en_es/en.txt (200 held out as source dev, then N sampled)",
                     "translation": "parallel_en_es/es.txt, labels projected (mwmf, MiniLM layer 4)",
                     "encoder": "all-MiniLM-L6-v2", "test": "conll2002_es/test.txt", "selection": "source_dev",
@@ -194,16 +223,11 @@ def main() -> None:
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
                         "patience", "select_on", "min_selection_f1")}},
         "rows": table,
-        "runs": {f"{size}/{seed}": per_run[(size, seed)] for size, seed in jobs},
+        "runs": {f"{size}/{seed}": per_run[(size, seed)] for size, seed in jobs if (size, seed) in per_run},
+        "pending": [f"{size}/{seed}" for size, seed in jobs if (size, seed) not in per_run],
         "wall_seconds": round(time.time() - started, 1),
         "machine": machine_info(),
     }
-    write_result(args.out, result)
-    for key, t in table.items():
-        mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
-        sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
-        print(f"{key:32s} {mean}{sd}   per seed: {t['f1_per_seed']}")
-
 
 if __name__ == "__main__":
     main()
