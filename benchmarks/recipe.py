@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import sys
@@ -114,10 +115,15 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
         train = store.manifest("train", record["stages"]["train"]["key"])["metrics"]
         out[row] = {"f1": record["scores"]["train"]["target_test"]["f1"], "selection": train["selection"],
                     "epochs_run": len(train["epochs"]), "best_epoch": train["best_epoch"],
-                    "seconds": round(time.time() - started, 1), "run_id": record["run_id"]}
+                    "train_steps": len(train["epochs"]) * math.ceil(size / cfg.train.batch_size),
+                    "seconds": round(time.time() - started, 1), "run_id": record["run_id"],
+                    # what tasks/estimate.py's per-stage constants are derived from (computed stages only)
+                    "stage_seconds": {s: v["seconds"] for s, v in record["stages"].items() if v["status"] == "computed"}}
         if teacher:
             distill = store.manifest("distill", record["stages"]["distill"]["key"])["metrics"]
             out["student"] = {"f1": record["scores"]["distill"]["target_test"]["f1"], "best_epoch": distill["best_epoch"],
+                              "epochs_run": len(distill["epochs"]), "unlabeled_sentences": unlabeled,
+                              "distill_steps": len(distill["epochs"]) * math.ceil(unlabeled / cfg.distill.batch_size),
                               "run_id": record["run_id"]}
         print(f"size {size} seed {seed} {row}: {out[row]['f1']}", flush=True)
     return out
@@ -167,6 +173,8 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=1000)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
                         help="which rows to run (the student comes with 'ConCNER teacher')")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="work folder (store, unlabeled files); default: a new temporary folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
     args = parser.parse_args()
     if args.update_readme:  # every recipe*.json beside --out, smallest N first
@@ -174,7 +182,9 @@ def main() -> None:
         results = [{**json.loads(f.read_text(encoding="utf-8")), "file": f.name} for f in files]
         update_readme(sorted(results, key=lambda r: min(t["size"] for t in r["rows"].values())))
         return
-    work = Path(tempfile.mkdtemp(prefix="concner-recipe-"))
+    # a cut-off run resumes into the same work folder: its store reuses every stage already computed
+    work = args.work or Path(tempfile.mkdtemp(prefix="concner-recipe-"))
+    work.mkdir(parents=True, exist_ok=True)
     store = work / "store"
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     started = time.time()
