@@ -12,6 +12,7 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
     ConCNER teacher      the defaults (lambda_tcl = lambda_lcl = 1, balance grad_norm)
     ConCNER, unbalanced  the defaults with train.balance=none
     student              distilled from the ConCNER teacher on Spanish text disjoint from the translations
+    (only with --rows)   + TCL only; + LCL only; + LCL only, on the classifier's features
 
     python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64] [--rows ...]
     python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe.json
@@ -46,7 +47,12 @@ ROWS = {
     "CE + translations": {"train.lambda_tcl": 0, "train.lambda_lcl": 0},
     "ConCNER, unbalanced": {"train.balance": "none"},
     "ConCNER teacher": {},  # the defaults; the student is distilled from this one
+    # component ablations, run only when named in --rows
+    "+ TCL only": {"train.lambda_lcl": 0},
+    "+ LCL only": {"train.lambda_tcl": 0},
+    "+ LCL only, on the classifier's features": {"train.lambda_tcl": 0, "train.lcl_features": "hidden"},
 }
+DEFAULT_ROWS = ["source only", "CE + translations", "ConCNER, unbalanced", "ConCNER teacher"]
 
 
 def minilm() -> str:
@@ -171,8 +177,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--unlabeled", type=int, default=1000)
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
-                        help="which rows to run (the student comes with 'ConCNER teacher')")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=DEFAULT_ROWS,
+                        help="which rows to run (the student comes with 'ConCNER teacher'); default: "
+                        + ", ".join(DEFAULT_ROWS))
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (store, unlabeled files); default: a new temporary folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")

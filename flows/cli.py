@@ -56,26 +56,43 @@ def _print_plan(plan) -> None:
                               soft_wrap=True)
 
 
-def _guard_process() -> None:
+def _guard_process(server=None):
     """Before a run: the temporary Prefect server dies with this process, and SIGTERM ends the
-    run like Ctrl-C does (its record then says `interrupted` and names the stage)."""
+    run like Ctrl-C does (its record then says `interrupted` and names the stage).
+
+    Returns the context to run the flow in: Prefect on `server` (started early by
+    `temporary_server.start_early`) when there is one."""
+    import contextlib
     import signal
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if server is not None:
+        return server.api()
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():  # with a running server there is no temporary one to tie
         from concner.flows.server_child import tie_temporary_server_to_this_process
 
         tie_temporary_server_to_this_process()
+    return contextlib.nullcontext()
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupt)
+def _early_server(dry_run: bool = False):
+    """The temporary Prefect server, starting while this process imports and plans (None: Prefect's
+    own handling, e.g. a server is configured)."""
+    if dry_run:
+        return None
+    from concner.flows.temporary_server import start_early
+
+    return start_early()
 
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
                   dry_run: bool = False, target: str | None = None) -> dict | None:
+    server = _early_server(dry_run)
     from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks.config import load_config
@@ -93,10 +110,12 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     if dry_run:
         return None
     _check_runner(config.runner, root)
-    _guard_process()
-    record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
-                      force=list(force), until=until, target=target,
-                      computes=any(p.action != "reuse" for p in plan))
+    with _guard_process(server) as prefect_runs:
+        record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
+                          force=list(force), until=until, target=target,
+                          computes=any(p.action != "reuse" for p in plan))
+        if prefect_runs is not None:
+            prefect_runs.add(record)
     print_whole(console, stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
@@ -206,6 +225,7 @@ def stage(
     store: StoreOpt = None,
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
+    server = _early_server(dry_run)
     from concner.flows.pipeline import plan_run, run_flow, stage_flow
     from concner.flows.views import stage_summary_table
     from concner.tasks import registry
@@ -219,9 +239,11 @@ def stage(
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:
         return
-    _guard_process()
-    record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name, config=cfg.model_dump(mode="json"),
-                      force=not reuse, target=target)
+    with _guard_process(server) as prefect_runs:
+        record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name,
+                          config=cfg.model_dump(mode="json"), force=not reuse, target=target)
+        if prefect_runs is not None:
+            prefect_runs.add(record)
     print_whole(console, stage_summary_table(record, ArtifactStore(root)))
 
 
@@ -252,6 +274,7 @@ def sweep(
 
     The sweep record sweeps/<sweep-id>.json holds the grid, the seeds and every member's run id, status and scores.
     Prints P/R/F1 as mean ± sd over seeds per setting."""
+    server = _early_server()
     from concner.flows.runner import runner_overrides
     from concner.flows.sweep import (best_config_yaml, new_sweep_id, parse_grid, parse_metric, parse_seeds,
                                      plan_members, preflight, start_sweep, sweep_record, sweeps_dir)
@@ -281,11 +304,10 @@ def sweep(
     settings = len({m.label for m in members})
     out.print(f"sweep {record['sweep_id']}: {settings} settings × {len(record['seeds'])} seeds = {len(members)} runs",
               highlight=False, markup=False)
-    _guard_process()
     import contextlib
 
     # with --select, whatever the stages print (progress bars) goes to stderr too
-    with contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
+    with _guard_process(server), contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
         final = start_sweep(st, record)
     show_sweep(out, final, st, members=final["status"] != "completed")
     if select is not None and any(m["status"] == "completed" for m in final["members"]):

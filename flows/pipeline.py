@@ -297,6 +297,12 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
 
 
+def _prefect_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
 def start_record(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str) -> dict:
     """The run record, saved as `running` before any stage (a killed run leaves it; see mark_dead_runs)."""
     mark_dead_runs(store)
@@ -309,6 +315,7 @@ def start_record(config: RunConfig, store: ArtifactStore, plan: list[PlannedStag
         "status": "running",
         "pid": os.getpid(),
         "host": socket.gethostname(),
+        "prefect_flow_run_id": _prefect_flow_run_id(),  # the same run in Prefect (UI, API)
         "config": config.model_dump(mode="json"),
         # the branches this run ran (all, or the one of --target); [] for a one-target run
         "targets": list(dict.fromkeys(s.target for s in plan if s.target is not None)),

@@ -1,0 +1,248 @@
+"""The temporary Prefect server, started as the first thing a run command does.
+
+Without PREFECT_API_URL, Prefect starts a temporary server the first time a flow needs its API:
+after concner has imported Prefect, planned the run and found every stage reusable, so a rerun
+that computes nothing waits for the server's whole start (seconds) on top of its own imports, and
+the client first imports the server's whole web app (FastAPI and every route) only to find the
+class that starts it. `start_early()` starts the same server process (Prefect's uvicorn command,
+through `server_child`, so it dies with this process) before concner imports anything heavy;
+`TemporaryServer.api()` waits for it when the flow is about to run and points Prefect at it.
+
+It falls back to Prefect's own behaviour (returns None, or stops the early server) whenever
+another server may be configured: PREFECT_API_URL in the environment, in the active profile, in
+./prefect.toml, ./.env or ./pyproject.toml, or in the settings Prefect ends up with.
+`CONCNER_EARLY_SERVER=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from concner.flows.server_child import PARENT_ENV
+from concner.tasks.errors import UserError
+
+SWITCH = "CONCNER_EARLY_SERVER"
+PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+
+
+def _profile_sets_api(env: dict[str, str]) -> bool:
+    """Whether the active Prefect profile may set an API URL (or forbid a temporary server)."""
+    home = Path(env.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    if not path.exists():
+        return False
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # unreadable: let Prefect decide (and report it)
+    active = env.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    profile = data.get("profiles", {}).get(active, {})
+    return bool(profile.get("PREFECT_API_URL")) or "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE" in profile
+
+
+def _files_may_set_api(cwd: Path) -> bool:
+    """Prefect 3 also reads settings from these files in the working folder."""
+    for name, marker in (("prefect.toml", ""), (".env", "PREFECT_"), ("pyproject.toml", "tool.prefect")):
+        path = cwd / name
+        try:
+            if path.is_file() and marker in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            return True
+    return False
+
+
+def configured_elsewhere(env: dict[str, str], cwd: Path) -> bool:
+    """Whether Prefect's settings may name a server (or forbid a temporary one), or the
+    temporary server would first have to create its database; Prefect then decides, as usual."""
+    if env.get("PREFECT_API_URL"):
+        return True
+    if env.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "").lower() in {"0", "false", "no", "off"}:
+        return True
+    home = Path(env.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    if not env.get("PREFECT_API_DATABASE_CONNECTION_URL") and not (home / "prefect.db").exists():
+        # the first start creates the database (migrations, ~17 s here): little to gain, and a run
+        # that stops early (a bad config) must not cut it short
+        return True
+    return _profile_sets_api(env) or _files_may_set_api(cwd)
+
+
+def may_start(env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
+    """True when Prefect itself would start a temporary server for this process."""
+    env = dict(os.environ) if env is None else env
+    if env.get(SWITCH, "1") == "0":
+        return False
+    if "prefect" in sys.modules:  # settings already loaded (a test harness, a library caller): leave it to Prefect
+        return False
+    return not configured_elsewhere(env, cwd or Path.cwd())
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TemporaryServer:
+    """A Prefect API server process on 127.0.0.1, started now, used and stopped later."""
+
+    def __init__(self) -> None:
+        # its output (including the tracebacks Prefect's services print when stopped mid-flush)
+        # goes to a file, kept and named when the server fails
+        self.log = Path(tempfile.mkstemp(prefix="concner-prefect-server-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+        self.ready = False
+        self._launch()
+        atexit.register(self.stop)
+
+    def _launch(self) -> None:
+        self.port = _free_port()
+        prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent  # no import of prefect itself
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1", PARENT_ENV: str(os.getpid())}
+        with self.log.open("ab") as out:
+            # the same command Prefect's SubprocessASGIServer runs
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "concner.flows.server_child", "--app-dir", str(prefect_dir.parent),
+                 "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code == PORT_IN_USE:  # the port was taken between our check and its bind
+                self._launch()
+                continue
+            if code is not None:
+                raise UserError(f"the temporary Prefect server exited with status {code} before it was ready; "
+                                f"its log: {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        self.ready = True
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop(keep_log=True)
+        raise UserError(f"the temporary Prefect server did not answer within {timeout:.0f} s "
+                        f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); its log: {self.log}")
+
+    @contextlib.contextmanager
+    def api(self) -> Iterator[RecordedRuns | None]:
+        """Prefect talks to this server inside the block; Prefect's own choice wins when its
+        settings name another server (then this one is stopped and the block gets None).
+
+        The block gets a RecordedRuns: the flow runs named there are waited for, at the end, until
+        the server has recorded all their task runs (it records them from events, asynchronously:
+        stopping it earlier loses the last ones, as Prefect's own temporary server does)."""
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
+
+        if get_current_settings().api.url:
+            self.stop()
+            yield None
+            return
+        self.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = self.api_url  # processes started inside (Dask workers) inherit it
+        runs = RecordedRuns(self.api_url)
+        try:
+            # no UI here (as on Prefect's own temporary server): no "View at" link to a page that is not served
+            with temporary_settings({PREFECT_API_URL: self.api_url, PREFECT_UI_URL: ""}):
+                yield runs
+        finally:
+            _drain_prefect_clients()
+            runs.wait()
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+
+    def stop(self, keep_log: bool = False) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:  # one still starting finishes its start-up (database migrations) before it exits
+                process.wait(timeout=5 if self.ready else 60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if not keep_log:
+            self.log.unlink(missing_ok=True)
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+class RecordedRuns:
+    """Flow runs whose task runs the server must have recorded before it stops."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+        self.expected: dict[str, int] = {}  # flow run id -> task runs it made
+
+    def add(self, record: dict) -> None:
+        """A concner run record: one Prefect task run per stage entry."""
+        if record.get("prefect_flow_run_id"):
+            self.expected[record["prefect_flow_run_id"]] = len(record.get("stages", {}))
+
+    def _recorded(self) -> bool:
+        body = json.dumps({"flow_runs": {"id": {"any_": list(self.expected)}}, "limit": 200}).encode()
+        request = urllib.request.Request(f"{self.api_url}/task_runs/filter", data=body,
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=2) as response:
+            task_runs = json.loads(response.read())
+        done: dict[str, int] = {}
+        for run in task_runs:
+            if run.get("state_type") in TERMINAL:
+                done[run["flow_run_id"]] = done.get(run["flow_run_id"], 0) + 1
+        return all(done.get(run, 0) >= count for run, count in self.expected.items())
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.expected and time.monotonic() < deadline:
+            try:
+                if self._recorded():
+                    return True
+            except (urllib.error.URLError, OSError, ValueError):
+                return False  # the server is gone or answers oddly: nothing to wait for
+            time.sleep(0.05)
+        return not self.expected
+
+
+def _drain_prefect_clients() -> None:
+    """Send what Prefect's background workers still hold (task-run events, logs) while the
+    server is up: Prefect does this at interpreter exit, after this server would be gone."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
+
+
+def start_early() -> TemporaryServer | None:
+    """Start the temporary server now if Prefect would start one later; None otherwise."""
+    if not may_start() or importlib.util.find_spec("prefect") is None:
+        return None
+    return TemporaryServer()

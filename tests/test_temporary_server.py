@@ -1,0 +1,71 @@
+"""The temporary Prefect server that a run starts while it imports and plans (flows/temporary_server.py):
+used only where Prefect would start one itself, and the run is fully recorded in Prefect."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from concner.flows.temporary_server import configured_elsewhere
+from tests.test_trust import DEMO, SMALL, _concner, _env, _server_children
+
+
+def _home_with_db(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "prefect.db").write_bytes(b"")
+    return {"PREFECT_HOME": str(home)}
+
+
+def test_early_server_only_where_prefect_would_start_a_temporary_one(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = _home_with_db(tmp_path)
+    assert not configured_elsewhere(env, cwd)
+    assert configured_elsewhere({**env, "PREFECT_API_URL": "http://127.0.0.1:4200/api"}, cwd)
+    assert configured_elsewhere({**env, "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false"}, cwd)
+    assert configured_elsewhere({"PREFECT_HOME": str(tmp_path / "fresh")}, cwd)  # no database yet
+    profiles = Path(env["PREFECT_HOME"]) / "profiles.toml"
+    profiles.write_text('active = "ephemeral"\n[profiles.ephemeral]\nPREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "true"\n'
+                        '[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n')
+    assert configured_elsewhere(env, cwd)  # the active profile speaks about the server
+    assert configured_elsewhere({**env, "PREFECT_PROFILE": "local"}, cwd)
+    profiles.write_text('active = "mine"\n[profiles.mine]\nPREFECT_LOGGING_LEVEL = "INFO"\n')
+    assert not configured_elsewhere(env, cwd)
+    (cwd / ".env").write_text("PREFECT_API_URL=http://10.0.0.5:4200/api\n")
+    assert configured_elsewhere(env, cwd)
+    (cwd / ".env").unlink()
+    (cwd / "prefect.toml").write_text('[api]\nurl = "http://10.0.0.5:4200/api"\n')
+    assert configured_elsewhere(env, cwd)
+
+
+def _task_run_states(db: Path, flow_run_id: str) -> list[str]:
+    with sqlite3.connect(db) as con:
+        return [row[0] for row in con.execute("select state_type from task_run where flow_run_id = ?", (flow_run_id,))]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the server process")
+def test_a_rerun_on_the_early_server_is_recorded_whole_in_prefect(tmp_path):
+    env = _env(tmp_path, None)  # no server: a temporary one, as a user without `prefect server start` has
+    store = tmp_path / "store"
+    cmd = _concner("run", DEMO, "--store", store, *SMALL)
+    first = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Starting temporary server" in first.stdout + first.stderr  # no database yet: Prefect's own start
+
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Starting temporary server" not in out + err  # concner's early start served it
+    assert "Traceback" not in out + err and "View at" not in out + err  # no server noise, no link to a UI not served
+    assert _server_children(proc.pid) == []  # stopped with the run
+    runs = sorted((store / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    record = json.loads(runs[-1].read_text())
+    assert record["status"] == "completed" and all(s["status"] == "reused" for s in record["stages"].values())
+    states = _task_run_states(Path(env["PREFECT_HOME"]) / "prefect.db", record["prefect_flow_run_id"])
+    assert states == ["COMPLETED"] * len(record["stages"])  # every stage's task run, none left running
