@@ -1,13 +1,15 @@
 """What a run that changes nothing costs: the demo's first run, then no-change reruns (median of 3)
-with the temporary Prefect server and with a running one.
+with the temporary Prefect server (started early by concner, and, for comparison, started by
+Prefect itself: CONCNER_EARLY_SERVER=0; the two interleaved) and with a running one.
 
     python benchmarks/bench_rerun.py [--out benchmarks/results/rerun.json] [--reruns 3]
 
 Every run is a fresh `concner demo` process on the committed code (`git archive HEAD`, as in
 bench_scale.py) with its own PREFECT_HOME. Wall time is the whole command, interpreter start
 included. For each rerun it records whether torch or transformers were imported (a run that
-only reuses should load neither), that the store got one more run record, and, with the running
-server, that Prefect got one more flow run.
+only reuses should load neither), that the store got one more run record, how many of the run's
+stages Prefect's database holds as completed task runs right after the command returned, and,
+with the running server, that Prefect got one more flow run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,7 +53,19 @@ def demo(env: dict, store: Path) -> dict:
     latest = json.loads(records[-1].read_text())
     return {"seconds": round(seconds, 2), "heavy_modules": heavy.split(":", 1)[1].strip(),
             "run_records": len(records),
-            "computed": [e for e, info in latest["stages"].items() if info["status"] == "computed"]}
+            "computed": [e for e, info in latest["stages"].items() if info["status"] == "computed"],
+            "stages": len(latest["stages"]),
+            "prefect_task_runs_completed": completed_task_runs(Path(env["PREFECT_HOME"]) / "prefect.db",
+                                                               latest.get("prefect_flow_run_id"))}
+
+
+def completed_task_runs(db: Path, flow_run_id: str | None) -> int | None:
+    """Task runs of the flow run that Prefect's database holds as completed (None: not known)."""
+    if flow_run_id is None or not db.exists():
+        return None
+    with sqlite3.connect(db) as con:
+        return con.execute("select count(*) from task_run where flow_run_id = ? and state_type = 'COMPLETED'",
+                           (flow_run_id,)).fetchone()[0]
 
 
 def flow_runs(api: str) -> int:
@@ -85,8 +100,15 @@ def main() -> None:
     store = work / "store"
 
     temporary = {**base, "PREFECT_HOME": str(work / "prefect-temporary")}
+    prefect_start = {**temporary, "CONCNER_EARLY_SERVER": "0"}
     first = demo(temporary, store)
-    with_temporary = reruns(temporary, store, args.reruns)
+    early_rows, prefect_rows = [], []
+    for _ in range(args.reruns):  # interleaved: load changes reach both alike
+        early_rows.append(demo(temporary, store))
+        prefect_rows.append(demo(prefect_start, store))
+    with_temporary = {"median_seconds": statistics.median(r["seconds"] for r in early_rows), "runs": early_rows}
+    with_prefect_start = {"median_seconds": statistics.median(r["seconds"] for r in prefect_rows),
+                          "runs": prefect_rows}
 
     port = free_port()
     running = {**base, "PREFECT_HOME": str(work / "prefect-running")}
@@ -114,6 +136,7 @@ def main() -> None:
         "commit": commit,
         "first_run": first,
         "no_change_rerun_temporary_server": with_temporary,
+        "no_change_rerun_temporary_server_started_by_prefect": with_prefect_start,
         "no_change_rerun_running_server": with_server,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "machine": machine_info(),

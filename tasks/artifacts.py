@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from concner.tasks.corpus import Sentence, from_frame
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 # File names, shared by the stage that writes them and every reader.
 MANIFEST = "manifest.json"
@@ -54,6 +56,8 @@ def load_metrics(folder: Path) -> dict[str, Any]:
 
 def load_split(folder: Path, split: str) -> list[Sentence]:
     """A split of an ingest artifact ([] when the run has none)."""
+    import pandas as pd
+
     path = folder / split_file(split)
     return from_frame(pd.read_parquet(path)) if path.exists() else []
 
@@ -81,6 +85,8 @@ def split_stats(folder: Path, split: str) -> dict[str, Any]:
 
 def load_translations(folder: Path) -> pd.DataFrame:
     """A row per sampled source sentence: id, source_text, translation_tokens/_text, kept, flags."""
+    import pandas as pd
+
     return pd.read_parquet(folder / TRANSLATIONS)
 
 
@@ -89,6 +95,8 @@ def load_translations(folder: Path) -> pd.DataFrame:
 
 def load_projected_frame(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A row per sentence pair: alignment, projected tags, per-entity outcomes (JSON), kept flag."""
+    import pandas as pd
+
     return pd.read_parquet(folder / PROJECTED, columns=columns)
 
 
@@ -105,6 +113,8 @@ def load_projected(folder: Path, *, kept_only: bool = True) -> list[Sentence]:
 
 def load_pseudo_label_frame(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A row per unlabeled sentence: tokens, argmax tags, word and sentence confidence, kept flag."""
+    import pandas as pd
+
     return pd.read_parquet(folder / PSEUDO_LABELS, columns=columns)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from concner.tasks.tags import Span, spans
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 
 @dataclass
@@ -43,6 +45,8 @@ def corpus_stats(sentences: Sequence[Sentence]) -> dict:
 
 def to_frame(sentences: Sequence[Sentence]) -> pd.DataFrame:
     """One row per sentence, list columns for tokens/tags: the Parquet layout of every corpus artifact."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "id": [s.id for s in sentences],

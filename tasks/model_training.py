@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from concner.tasks.artifacts import corpus_split
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types
@@ -63,6 +61,8 @@ def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_lengt
 
 
 def save_curves(result: FitResult, out: Path) -> None:
+    import pandas as pd
+
     pd.DataFrame(result.steps).to_parquet(out / STEPS, index=False)
     pd.DataFrame(result.epochs).to_parquet(out / EPOCHS, index=False)
 

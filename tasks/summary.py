@@ -14,12 +14,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
-
-import pandas as pd
+from typing import Any, TYPE_CHECKING, Union
 
 from concner.tasks.errors import UserError
 from concner.tasks.tags import Span
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 # Only renders artifacts: stage keys leave this module out (tasks/keys.py), so that an edit
 # to how a summary looks never recomputes a stage.

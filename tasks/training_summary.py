@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import Any, TYPE_CHECKING
 
 from concner.tasks.artifacts import model_folder
 from concner.tasks.model_training import EPOCHS, STEPS
 from concner.tasks.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, pct
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 # Only renders artifacts: stage keys leave this module out (tasks/keys.py), so that an edit
 # to how a summary looks never recomputes a stage.
@@ -39,6 +40,8 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
 
 def loss_summary(steps: pd.DataFrame) -> pd.DataFrame:
     """First, last and minimum (with its step) of every loss term logged per optimizer step."""
+    import pandas as pd
+
     terms = [c for c in steps.columns if c not in META_COLUMNS]
     rows = []
     for term in terms:
@@ -83,6 +86,8 @@ def loss_table(steps: pd.DataFrame) -> Table:
 
 def model_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
     """The train (teacher) and distill (student) stages: settings, scores, epochs and loss curves."""
+    import pandas as pd
+
     m = manifest["metrics"]
     stage = manifest.get("stage", "train")
     figures = {

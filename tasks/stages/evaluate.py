@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import Any, TYPE_CHECKING
 
 from concner.tasks.artifacts import SCORES, load_scores
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.summary import Block, Note, SampleQuery, StageSummary, Table, pct
 
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
+
 MODELS = {"teacher": "train", "student": "distill"}
 
 
 def compute_evaluate(ctx: StageContext) -> None:
+    import pandas as pd
+
     rows, scores = [], {}
     for model, stage in MODELS.items():
         for split, s in load_scores(ctx.inputs[stage]).items():
@@ -75,6 +78,8 @@ def comparison_table(split: str, rows: pd.DataFrame, models: list[str]) -> Table
 
 def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
     """Per labeled set, teacher and student side by side per entity type."""
+    import pandas as pd
+
     scores = pd.read_parquet(folder / SCORES)
     if scores.empty:
         return StageSummary("evaluate", [Note("no labeled target set in this run: nothing to compare")])

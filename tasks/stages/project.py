@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import Any, TYPE_CHECKING
 
 from concner.tasks.artifacts import PROJECTED, PROJECTED_CONLL, load_projected_frame, load_split, load_translations
 from concner.tasks.config import RunConfig
@@ -25,6 +23,9 @@ from concner.tasks.summary import (Block, Figures, Note, Sample, SampleQuery, Sa
                                    select_rows, sort_title)
 from concner.tasks.tags import spans
 
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
+
 METHOD_LETTER = {"mwmf": "m", "inter": "a", "itermax": "i"}
 SUCCESS = ("projected", "repaired", "merged")
 
@@ -34,6 +35,8 @@ def project_params(config: RunConfig) -> dict[str, Any]:
 
 
 def compute_project(ctx: StageContext) -> None:
+    import pandas as pd
+
     from concner.tasks.align import BatchAligner
 
     p = ctx.config.project
@@ -129,6 +132,8 @@ def projection_entities(frame: pd.DataFrame) -> list[list[dict]]:
 
 def failed_counts(frame: pd.DataFrame) -> pd.Series:
     """Entities per sentence that did not make it onto the translation (collided or unaligned)."""
+    import pandas as pd
+
     return pd.Series([sum(e["outcome"] not in SUCCESS for e in ents) for ents in projection_entities(frame)],
                      index=frame.index)
 

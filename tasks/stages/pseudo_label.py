@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from concner.tasks.artifacts import (MODEL, PROBS, PROJECTED, PSEUDO_LABELS, corpus_split, load_projected,
                                      load_pseudo_label_frame, split_stats)
@@ -23,6 +22,9 @@ from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.summary import (Block, Figures, Histogram, Sample, SampleQuery, Samples, StageSummary, select_rows,
                                    sort_title)
 from concner.tasks.tags import spans
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 
 def pseudo_label_params(config: RunConfig) -> dict[str, Any]:
@@ -47,6 +49,8 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_entity: bool,
                 max_sentences: int | None) -> pd.Series:
+    import pandas as pd
+
     kept = pd.Series(True, index=frame.index)
     if min_confidence is not None:
         kept &= frame["confidence"] >= min_confidence
@@ -58,6 +62,8 @@ def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_en
 
 
 def compute_pseudo_label(ctx: StageContext) -> None:
+    import pandas as pd
+
     from concner.models.ner_model import ConcNerModel
     from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
 

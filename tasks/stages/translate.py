@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import Any, TYPE_CHECKING
 
 from concner.tasks.artifacts import TRANSLATIONS, load_split, load_translations, split_stats
 from concner.tasks.config import RunConfig
@@ -23,6 +21,9 @@ from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.store import file_digest
 from concner.tasks.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, select_rows, sort_title
 from concner.tasks.wordtok import detokenize, word_tokenize
+
+if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+    import pandas as pd
 
 
 MARIAN_ONLY = ("model", "reverse_model", "batch_size", "max_input_length", "max_new_tokens", "num_beams",
@@ -89,6 +90,8 @@ def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContex
 
 
 def compute_translate(ctx: StageContext) -> None:
+    import pandas as pd
+
     config, t = ctx.config, ctx.config.translate
     ingest_dir = ctx.inputs["ingest"]
     source = load_split(ingest_dir, "source_train")
