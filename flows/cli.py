@@ -307,8 +307,13 @@ def sweep(
     import contextlib
 
     # with --select, whatever the stages print (progress bars) goes to stderr too
-    with _guard_process(server), contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
+    with _guard_process(server) as prefect_runs, \
+            contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
         final = start_sweep(st, record)
+        if prefect_runs is not None:
+            for member in final["members"]:
+                if (st.runs_dir() / f"{member.get('run_id')}.json").exists():
+                    prefect_runs.add(st.load_run(member["run_id"]))
     show_sweep(out, final, st, members=final["status"] != "completed")
     if select is not None and any(m["status"] == "completed" for m in final["members"]):
         sys.stdout.write(best_config_yaml(final, select))

@@ -203,9 +203,11 @@ class RecordedRuns:
         self.expected: dict[str, int] = {}  # flow run id -> task runs it made
 
     def add(self, record: dict) -> None:
-        """A concner run record: one Prefect task run per stage entry."""
-        if record.get("prefect_flow_run_id"):
-            self.expected[record["prefect_flow_run_id"]] = len(record.get("stages", {}))
+        """A concner run record: one Prefect task run per stage entry (a sweep's members are all
+        tasks of the sweep's flow run)."""
+        flow_run = record.get("prefect_flow_run_id")
+        if flow_run:
+            self.expected[flow_run] = self.expected.get(flow_run, 0) + len(record.get("stages", {}))
 
     def _recorded(self) -> bool:
         body = json.dumps({"flow_runs": {"id": {"any_": list(self.expected)}}, "limit": 200}).encode()
