@@ -277,3 +277,64 @@ def test_two_targets_on_a_scheduler_and_two_workers_on_loopback(sequential_multi
                                           "torch_threads": None}
     used = {int(info["worker"].rsplit(":", 1)[1]) for info in record["stages"].values()}
     assert used <= set(worker_pids) and used  # computed by the workers this test started, not in-process
+
+
+def _descendants(root: int) -> list[int]:
+    """pids of every process below `root` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to follow the cluster's processes")
+def test_kill_9_during_a_dask_run_leaves_no_process_and_the_rerun_recovers(prefect_server, tmp_path):
+    from tests.test_trust import _env, statuses
+
+    store_root = tmp_path / "store"
+    store = ArtifactStore(store_root)
+    cmd = [sys.executable, "-c", "from concner.flows.cli import main; main()", "run", str(DEMO), "--store",
+           str(store_root), "--runner", "dask", *SMALL]
+    # no PREFECT_API_URL: a temporary server as well as the local cluster's processes hang off the run
+    proc = subprocess.Popen(cmd, env=_env(tmp_path, None), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and not list((store_root / "stages" / "train").glob(".*.tmp-*")):
+        assert proc.poll() is None, "the run ended before training started"
+        time.sleep(0.05)
+    below = _descendants(proc.pid)
+    assert len(below) >= 3  # the temporary server and the workers at least
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_running(pid) for pid in below):
+        time.sleep(0.2)
+    assert [pid for pid in below if _running(pid)] == []  # nothing of the run keeps computing or serving
+    killed = store.list_runs()[-1]
+    assert killed["status"] == "running" and killed["current_stage"] == "train"
+
+    code, _, err = run_cli("run", DEMO, "--store", store_root, "--runner", "dask", *SMALL)
+    assert code == 0, err[-3000:]
+    runs = {r["run_id"]: r for r in store.list_runs()}
+    assert runs[killed["run_id"]]["status"] == "interrupted" and runs[killed["run_id"]]["failed_stage"] == "train"
+    rerun = store.list_runs()[-1]
+    assert statuses(rerun)["project"] == "reused" and statuses(rerun)["train"] == "computed"
+    assert not list((store_root / "stages").glob("*/.*"))  # the killed writer's temp folder is gone
