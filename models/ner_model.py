@@ -7,7 +7,7 @@
 Both contrastive losses act on projections of h, not on h itself, as in SimCLR / SupCon: the
 encoder still receives their gradient, but the space the losses reshape is the heads' output,
 not the features the classifier reads. On real en->es data, LCL applied to h directly collapsed
-the transfer F1 (see benchmarks/results/real_transfer.json).
+the transfer F1 (README, "Earlier ablations"; `train.lcl_features: hidden` keeps that variant).
 
 The token classifier is an unmodified AutoModelForTokenClassification, so the folder `save`
 writes is an ordinary HF model folder that transformers.pipeline("token-classification")

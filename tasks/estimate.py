@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from concner.tasks.config import RunConfig
 from concner.tasks.model_info import ModelInfo
 
-# benchmarks/results/real_transfer.json: stage_seconds.train = 353.2 s for 3 epochs x 32 steps
-# (500 pairs, batch 16 pairs = 32 sentences with translations, max_length 128), per-epoch scoring included
-TRAIN_S_PER_STEP = 353.18 / 96
+# benchmarks/results/recipe.json, runs["500/13"]["ConCNER teacher"] (one torch thread, a second run
+# beside it on the other core): stage_seconds.train = 426.47 s for train_steps = 160 (500 pairs,
+# batch 16 pairs = 32 sentences with translations, TCL + LCL, max_length 64), per-epoch scoring included
+TRAIN_S_PER_STEP = 426.47 / 160
 TRAIN_BENCH_BATCH = 16
-# ... stage_seconds.pseudo_label = 24.3 s for 3,000 unlabeled sentences
-PSEUDO_S_PER_SENTENCE = 24.27 / 3000
-# ... stage_seconds.distill = 521.1 s for 3 epochs over 3,000 sentences (batch 16, max_length 128)
-DISTILL_S_PER_SENTENCE_EPOCH = 521.14 / (3 * 3000)
+# ... stage_seconds.pseudo_label = 13.98 s for 1,000 unlabeled sentences
+PSEUDO_S_PER_SENTENCE = 13.98 / 1000
+# ... stage_seconds.distill = 385.8 s for the student's 6 epochs (runs["500/13"]["student"].epochs_run)
+# over 1,000 sentences (batch 32, max_length 64)
+DISTILL_S_PER_SENTENCE_EPOCH = 385.8 / (6 * 1000)
 # benchmarks/results/align.json: batched.s_per_pair = 0.0149 (300 real pairs, layer 5, all methods)
 ALIGN_S_PER_PAIR = 0.0149
 ALIGN_BENCH_LAYER = 5
