@@ -36,6 +36,13 @@ from concner.flows.server_child import PARENT_ENV
 from concner.tasks.errors import UserError
 
 SWITCH = "CONCNER_EARLY_SERVER"
+
+
+class ServerStartError(UserError):
+    """The temporary server did not come up: one message naming its log, exit 1 (not bad input)."""
+
+    exit_code = 1
+
 PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
 
 
@@ -107,6 +114,7 @@ class TemporaryServer:
         self.process: subprocess.Popen | None = None
         self.port = 0
         self.ready = False
+        self.failed = False  # then the log stays, for the error that names it
         self._launch()
         atexit.register(self.stop)
 
@@ -129,14 +137,17 @@ class TemporaryServer:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        relaunches = 0
         while time.monotonic() < deadline:
             code = self.process.poll()
-            if code == PORT_IN_USE:  # the port was taken between our check and its bind
+            if code == PORT_IN_USE and relaunches < 2:  # the port may have been taken between our check and its bind
+                relaunches += 1  # (uvicorn also exits 3 when the app fails to start: hence the limit)
                 self._launch()
                 continue
             if code is not None:
-                raise UserError(f"the temporary Prefect server exited with status {code} before it was ready; "
-                                f"its log: {self.log}")
+                self.failed = True
+                raise ServerStartError(f"the temporary Prefect server exited with status {code} before it was "
+                                       f"ready; its log: {self.log}")
             try:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
                     if response.status == 200:
@@ -145,9 +156,10 @@ class TemporaryServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)
-        self.stop(keep_log=True)
-        raise UserError(f"the temporary Prefect server did not answer within {timeout:.0f} s "
-                        f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); its log: {self.log}")
+        self.failed = True
+        self.stop()
+        raise ServerStartError(f"the temporary Prefect server did not answer within {timeout:.0f} s "
+                               f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); its log: {self.log}")
 
     @contextlib.contextmanager
     def api(self) -> Iterator[RecordedRuns | None]:
@@ -179,7 +191,7 @@ class TemporaryServer:
             else:
                 os.environ["PREFECT_API_URL"] = previous
 
-    def stop(self, keep_log: bool = False) -> None:
+    def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -188,7 +200,7 @@ class TemporaryServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if not keep_log:
+        if not self.failed:
             self.log.unlink(missing_ok=True)
 
 

@@ -69,3 +69,16 @@ def test_a_rerun_on_the_early_server_is_recorded_whole_in_prefect(tmp_path):
     assert record["status"] == "completed" and all(s["status"] == "reused" for s in record["stages"].values())
     states = _task_run_states(Path(env["PREFECT_HOME"]) / "prefect.db", record["prefect_flow_run_id"])
     assert states == ["COMPLETED"] * len(record["stages"])  # every stage's task run, none left running
+
+
+def test_a_server_that_cannot_start_is_one_message_naming_its_kept_log(monkeypatch, tmp_path):
+    from concner.flows.temporary_server import ServerStartError, TemporaryServer
+
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{tmp_path}/missing/dir/prefect.db")
+    server = TemporaryServer()
+    with pytest.raises(ServerStartError, match="exited with status 3 before it was ready; its log: ") as caught:
+        server.wait_ready(120)
+    server.stop()
+    assert caught.value.exit_code == 1  # not the user's input
+    assert server.log.exists() and "unable to open database file" in server.log.read_text()
+    server.log.unlink()
