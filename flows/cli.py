@@ -92,18 +92,19 @@ def _early_server(dry_run: bool = False):
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
                   dry_run: bool = False, target: str | None = None) -> dict | None:
-    server = _early_server(dry_run)
-    from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
-    from concner.flows.views import stage_summary_table
+    from concner.tasks import registry
     from concner.tasks.config import load_config
     from concner.tasks.preflight import check_and_warn
     from concner.tasks.store import ArtifactStore
 
     config = load_config(config_path, overrides)
-    from concner.tasks import registry
-
     stages = set(registry.upstream_closure(registry.get(until).name)) if until else None
     check_and_warn(config, err_console, _store_root(store, config), stages)  # inputs and store, before any stage
+    # after the checks (a bad config exits at once, no server to wait for), before Prefect's import
+    server = _early_server(dry_run)
+    from concner.flows.pipeline import pipeline_flow, plan_run, run_flow
+    from concner.flows.views import stage_summary_table
+
     root = _store_root(store, config)
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
@@ -225,9 +226,6 @@ def stage(
     store: StoreOpt = None,
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
-    server = _early_server(dry_run)
-    from concner.flows.pipeline import plan_run, run_flow, stage_flow
-    from concner.flows.views import stage_summary_table
     from concner.tasks import registry
     from concner.tasks.config import load_config
     from concner.tasks.preflight import check_and_warn
@@ -235,6 +233,10 @@ def stage(
 
     cfg = load_config(config, set_)
     check_and_warn(cfg, err_console, _store_root(store, cfg), {registry.get(name).name})  # before the stage runs
+    server = _early_server(dry_run)  # after the checks, before Prefect's import
+    from concner.flows.pipeline import plan_run, run_flow, stage_flow
+    from concner.flows.views import stage_summary_table
+
     root = _store_root(store, cfg)
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:
@@ -274,7 +276,6 @@ def sweep(
 
     The sweep record sweeps/<sweep-id>.json holds the grid, the seeds and every member's run id, status and scores.
     Prints P/R/F1 as mean ± sd over seeds per setting."""
-    server = _early_server()
     from concner.flows.runner import runner_overrides
     from concner.flows.sweep import (best_config_yaml, new_sweep_id, parse_grid, parse_metric, parse_seeds,
                                      plan_members, preflight, start_sweep, sweep_record, sweeps_dir)
@@ -299,6 +300,7 @@ def sweep(
     _check_runner(base.runner, root)
     for warning in preflight(members):  # every member's inputs read before anything runs
         err_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    server = _early_server()  # after the checks: a bad sweep exits at once
     st = ArtifactStore(root)
     record = sweep_record(new_sweep_id(base.name), config, set_, base, parsed_grid, members, until, select)
     settings = len({m.label for m in members})
