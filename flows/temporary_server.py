@@ -1,12 +1,13 @@
-"""The temporary Prefect server, started as the first thing a run command does.
+"""The temporary Prefect server, started by a run command before it imports Prefect.
 
 Without PREFECT_API_URL, Prefect starts a temporary server the first time a flow needs its API:
 after concner has imported Prefect, planned the run and found every stage reusable, so a rerun
 that computes nothing waits for the server's whole start (seconds) on top of its own imports, and
 the client first imports the server's whole web app (FastAPI and every route) only to find the
 class that starts it. `start_early()` starts the same server process (Prefect's uvicorn command,
-through `server_child`, so it dies with this process) before concner imports anything heavy;
-`TemporaryServer.api()` waits for it when the flow is about to run and points Prefect at it.
+through `server_child`, so it dies with this process) once the config and inputs are checked and
+before concner imports Prefect and plans; `TemporaryServer.api()` waits for it when the flow is
+about to run and points Prefect at it.
 
 It falls back to Prefect's own behaviour (returns None, or stops the early server) whenever
 another server may be configured: PREFECT_API_URL in the environment, in the active profile, in
@@ -43,6 +44,7 @@ class ServerStartError(UserError):
 
     exit_code = 1
 
+
 PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
 
 
@@ -58,7 +60,11 @@ def _profile_sets_api(env: dict[str, str]) -> bool:
         return True  # unreadable: let Prefect decide (and report it)
     active = env.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
     profile = data.get("profiles", {}).get(active, {})
-    return bool(profile.get("PREFECT_API_URL")) or "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE" in profile
+    return bool(profile.get("PREFECT_API_URL")) or _false(profile.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"))
+
+
+def _false(value) -> bool:
+    return str(value).lower() in {"0", "false", "no", "off"} if value is not None else False
 
 
 def _files_may_set_api(cwd: Path) -> bool:
@@ -78,7 +84,7 @@ def configured_elsewhere(env: dict[str, str], cwd: Path) -> bool:
     temporary server would first have to create its database; Prefect then decides, as usual."""
     if env.get("PREFECT_API_URL"):
         return True
-    if env.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "").lower() in {"0", "false", "no", "off"}:
+    if _false(env.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")):
         return True
     home = Path(env.get("PREFECT_HOME", "~/.prefect")).expanduser()
     if not env.get("PREFECT_API_DATABASE_CONNECTION_URL") and not (home / "prefect.db").exists():

@@ -32,8 +32,10 @@ def test_early_server_only_where_prefect_would_start_a_temporary_one(tmp_path):
     profiles = Path(env["PREFECT_HOME"]) / "profiles.toml"
     profiles.write_text('active = "ephemeral"\n[profiles.ephemeral]\nPREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "true"\n'
                         '[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n')
-    assert configured_elsewhere(env, cwd)  # the active profile speaks about the server
-    assert configured_elsewhere({**env, "PREFECT_PROFILE": "local"}, cwd)
+    assert not configured_elsewhere(env, cwd)  # the active profile allows a temporary server, names none
+    assert configured_elsewhere({**env, "PREFECT_PROFILE": "local"}, cwd)  # this one names a server
+    profiles.write_text('[profiles.ephemeral]\nPREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "false"\n')
+    assert configured_elsewhere(env, cwd)  # Prefect is to refuse, with its own message
     profiles.write_text('active = "mine"\n[profiles.mine]\nPREFECT_LOGGING_LEVEL = "INFO"\n')
     assert not configured_elsewhere(env, cwd)
     (cwd / ".env").write_text("PREFECT_API_URL=http://10.0.0.5:4200/api\n")
