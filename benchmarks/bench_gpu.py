@@ -155,7 +155,7 @@ def main() -> None:
         return value, figures
 
     # A fresh machine's first CUDA work pays for loading kernels and libraries from disk: in the
-    # first calls of this benchmark that landed on whichever stage ran first (see gpu.json).
+    # first calls of this benchmark that landed on whichever stage ran first (see the README, "Speed").
     # Untimed, a few steps of both loops and some inference take that cost first.
     seed_everything(0)
     scratch = ConcNerModel.from_encoder(encoder, labels).to(device)
