@@ -34,10 +34,10 @@ ALIGN_BENCH_LAYER = 5
 # greedy, batch 32); beam search costs about num_beams times as much
 TRANSLATE_SENTENCES_PER_S = 15.182
 TRANSLATE_BENCH_LAYERS, TRANSLATE_BENCH_WIDTH = 12, 512
-# benchmarks/results/determinism.json: seconds[0] = 39.2 for the whole demo (tiny models): 152 teacher
+# benchmarks/results/determinism.json: seconds[0] = 40.6 for the whole demo (tiny models): 152 teacher
 # + 200 student steps. Small models are bound by per-step overheads, not by layers x width^2: no
 # training step is estimated below this
-FLOOR_S_PER_STEP = 39.2 / (152 + 200)
+FLOOR_S_PER_STEP = 40.6 / (152 + 200)
 # README "Reliability": the readers take about a second per 15k-sentence file
 INGEST_S_PER_SENTENCE = 1 / 15000
 

@@ -57,7 +57,7 @@ def test_estimate_scales_with_sizes_and_model():
 
 
 def test_tiny_models_are_floored_by_the_measured_demo():
-    """The demo (tiny models, 152 teacher + 200 student steps) took 39.2 s: its estimate is of that order."""
+    """The demo (tiny models, 152 teacher + 200 student steps) took 40.6 s: its estimate is of that order."""
     from concner.tasks.bundled import config_path
     from concner.tasks.config import load_config
     from concner.tasks.model_info import describe
