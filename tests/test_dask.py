@@ -281,14 +281,15 @@ def test_two_targets_on_a_scheduler_and_two_workers_on_loopback(sequential_multi
 
 def _descendants(root: int) -> list[int]:
     """pids of every process below `root` (read from /proc)."""
+    from tests.test_trust import process_dirs
+
     children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
+    for proc in process_dirs():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(proc.name))
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -182,12 +182,15 @@ def test_two_processes_on_one_store_compute_each_stage_once(prefect_server, tmp_
     assert not list((store_root / "stages").glob("*/.*"))
 
 
+def process_dirs() -> list[Path]:
+    """/proc/<pid> of every process now."""
+    return [proc for proc in Path("/proc").iterdir() if proc.name.isdigit()]
+
+
 def _server_children(parent: int) -> list[int]:
     """pids of temporary Prefect servers started for process `parent` (see flows/server_child.py)."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for proc in process_dirs():
         try:
             cmdline = (proc / "cmdline").read_bytes()
             environ = (proc / "environ").read_bytes()
