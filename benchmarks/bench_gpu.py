@@ -1,6 +1,6 @@
 """GPU benchmark of the three training/inference stages at mBERT's shape (run by hand on a GPU).
 
-    python benchmarks/bench_gpu.py --label after [--length-buckets] [--out benchmarks/results/gpu.json]
+    python benchmarks/bench_gpu.py --label after [--eager] [--length-buckets] [--out benchmarks/results/gpu.json]
 
 The encoder is a random-weight BERT of mBERT's shape (12 layers, hidden 768, 12 heads) built by
 models/tiny.py from the demo samples' text, as in the scale issue's measurement: what is timed is
@@ -8,7 +8,10 @@ the loop, not what the weights know. The data are the demo samples cycled to the
 measurement: 500 source sentences with their translations (the teacher), 8,382 unlabeled
 sentences (pseudo-labeling, then the student). For each stage the script records wall seconds,
 optimizer steps per second, and the GPU's utilisation sampled every 0.1 s through NVML (the
-share of time a kernel was running, as nvidia-smi reports it).
+share of time a kernel was running, as nvidia-smi reports it). The student's loop replays CUDA
+graphs where the checkout has them (tasks/cuda_graphs.py; `--eager` turns them off), and the row
+then holds `graph_check`: one batch's loss and gradients through the graphs against the eager
+step, with dropout off (bf16 autocast on both, so they agree to bf16 precision, not bitwise).
 
 It uses only the loop API (fit, TeacherLoss, DistillLoss, predict_probs) that older commits have
 too, so the same script times an older checkout installed elsewhere:
@@ -95,6 +98,49 @@ def mask_check(model, sentences) -> dict | None:
     return {"padded_rows": int((mask == 0).any(dim=1).sum()), "max_abs_diff": float((ours - theirs).abs().max())}
 
 
+def checked(check, *args):
+    """A check's result, or the error it raised: the timings of the row are kept either way."""
+    try:
+        return check(*args)
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"[:2000]}
+
+
+def graph_check(encoder, labels, items, device) -> dict | None:
+    """One batch of 16 through the student's graphed step (captured, then replayed with fresh
+    input tensors) against the eager step: |loss difference| and ||g_graph - g_eager|| / ||g_eager||
+    over the classifier's gradients. Dropout is off, so only bf16 rounding and the padded width
+    separate them. None where the checkout has no graphs or there is no GPU."""
+    try:
+        from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
+    except ImportError:
+        return None
+    if device.type != "cuda":
+        return None
+    from concner.models.ner_model import ConcNerModel
+    from concner.tasks.distill_loss import DistillLoss
+
+    model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0).to(device)
+    loss = DistillLoss(max_length=128)
+    batches = loss.prepare(model, items[:64])
+    indices = list(range(16))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        eager = loss(model, batches.batch(indices), None)
+    eager["loss"].backward()
+    eager_loss = float(eager["loss"])
+    del eager  # its autograd graph must not outlive this pass (see tasks/cuda_graphs.py)
+    reference = torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
+    model.zero_grad(set_to_none=True)
+    graphs = GraphedSteps(lambda: loss.graph_step(model))
+    calls = []
+    for _ in range(2):  # the first call captures, the second replays with fresh input tensors
+        terms = graphs(batches.static_batch(indices, 16, WIDTH_MULTIPLE))
+        grads = torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
+        calls.append({"loss_eager": round(eager_loss, 6), "loss_graph": round(float(terms["loss"]), 6),
+                      "grad_rel_diff": float((grads - reference).norm() / reference.norm())})
+    return {"capture": calls[0], "replay": calls[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="name of this row in the output (e.g. before, after)")
@@ -104,6 +150,7 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=1, help="1 epoch = 524 steps at 8,382 sentences")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length-buckets", action="store_true")
+    parser.add_argument("--eager", action="store_true", help="no CUDA graphs in the student's loop")
     parser.add_argument("--compile", default="", help="stages (train,distill) whose training forward is compiled; "
                         "a warm-up fit of 64 items per such stage is timed apart")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_gpu"))
@@ -139,6 +186,8 @@ def main() -> None:
         fields = {f.name for f in dataclasses.fields(FitSettings)}
         extra = {"length_buckets": True} if args.length_buckets else {}
         extra.update({"compile": True} if stage in compiled else {})
+        if "cuda_graphs" in fields:  # an older checkout has no graphs: it runs eagerly anyway
+            extra["cuda_graphs"] = not args.eager
         if set(extra) - fields:
             raise SystemExit(f"this checkout has no {', '.join(set(extra) - fields)} setting")
         return FitSettings(epochs=epochs, batch_size=args.batch_size, learning_rate=1e-4, seed=13, **extra)
@@ -190,11 +239,14 @@ def main() -> None:
     warm_up("distill", items, DistillLoss(max_length=128))
     result, distill = timed_stage(lambda: fit(student, items, DistillLoss(max_length=128), settings(args.distill_epochs, "distill")))
     distill["steps"] = len(result.steps)
+    distill["cuda_graph_shapes"] = getattr(result, "cuda_graph_shapes", None)
+    distill["cuda_graph_error"] = getattr(result, "cuda_graph_error", None)
     distill["steps_per_s"] = round(distill["steps"] / distill["seconds"], 1)
 
     row = {
         "label": args.label,
         "mask_check": mask_check(teacher, unlabeled[:32]),
+        "graph_check": checked(graph_check, encoder, labels, items, device),
         "code": str(Path(train_module.__file__).resolve().parent.parent),
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out")},
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

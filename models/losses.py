@@ -172,14 +172,40 @@ def distillation_loss(
             return student_logits.sum() * 0
         s = student_logits[mask]  # [M, C]
         t = teacher_probs[mask].to(s.dtype)
+    return _per_row_distillation(s, t, kind, temperature).mean() * (temperature**2 if kind == "kl" else 1.0)
+
+
+def weighted_distillation_loss(
+    student_logits: Tensor,
+    teacher_probs: Tensor,
+    weight: Tensor,
+    *,
+    kind: Literal["kl", "mse"],
+    temperature: float,
+) -> Tensor:
+    """`distillation_loss` over fixed-shape tensors: [..., C] rows weighted by `weight` [...]
+    (1 for a labelled first subword, 0 elsewhere), sum(w * row loss) / max(1, sum(w)).
+
+    Nothing here depends on the values of the mask (no boolean indexing, no host read), so the
+    step can be captured once as a CUDA graph and replayed. Rows of weight 0 must still hold a
+    valid distribution (say uniform): softening an all-zero row would give 0/0."""
+    if student_logits.shape != teacher_probs.shape or weight.shape != student_logits.shape[:-1]:
+        raise ValueError(f"shapes do not match: student {tuple(student_logits.shape)}, "
+                         f"teacher {tuple(teacher_probs.shape)}, weight {tuple(weight.shape)}")
+    per_row = _per_row_distillation(student_logits, teacher_probs.to(student_logits.dtype), kind, temperature)
+    w = weight.to(per_row.dtype)
+    return (per_row * w).sum() / w.sum().clamp_min(1.0) * (temperature**2 if kind == "kl" else 1.0)
+
+
+def _per_row_distillation(s: Tensor, t: Tensor, kind: str, temperature: float) -> Tensor:
+    """Each row's KL(teacher || student) or MSE, both softened with `temperature` (no T^2 here)."""
     if temperature != 1.0:
         t = t.clamp_min(0) ** (1.0 / temperature)
         t = t / t.sum(dim=-1, keepdim=True)
     log_q_s = F.log_softmax(s / temperature, dim=-1)
     if kind == "kl":
         # kl_div(input=log q_s, target=q_t) = q_t * (log q_t - log q_s), with 0 where q_t = 0
-        kl = F.kl_div(log_q_s, t, reduction="none").sum(dim=-1)
-        return kl.mean() * temperature**2
+        return F.kl_div(log_q_s, t, reduction="none").sum(dim=-1)
     if kind == "mse":
-        return ((log_q_s.exp() - t) ** 2).mean(dim=-1).mean()
+        return ((log_q_s.exp() - t) ** 2).mean(dim=-1)
     raise ValueError(f"unknown distillation loss {kind!r}")

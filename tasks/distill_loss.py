@@ -1,5 +1,9 @@
 """The student's loss: distillation from the teacher's word distributions (+ optional hard-label CE),
-with its batches prepared once (see models/encoding.EncodedTable)."""
+with its batches prepared once (see models/encoding.EncodedTable).
+
+Two forms of the same loss: `DistillLoss.__call__` gathers the labelled words' rows (what runs on
+a CPU, and on a GPU without graphs); `DistillLoss.graph_step` computes it over fixed-shape dense
+tensors (`DistillBatches.static_batch`), which a CUDA graph can capture (tasks/cuda_graphs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import torch
 
 from concner.models.encoding import EncodedTable, encode_words, to_device
-from concner.models.losses import distillation_loss
+from concner.models.losses import distillation_loss, weighted_distillation_loss
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import device_of
 
@@ -43,6 +47,33 @@ class DistillLoss:
         terms["loss"] = loss
         return terms
 
+    def graph_step(self, model) -> "DenseDistillStep":
+        """The loss over `DistillBatches.static_batch` tensors, as a module whose parameters are the
+        student classifier's (what `torch.cuda.make_graphed_callables` captures)."""
+        return DenseDistillStep(model, self.kind, self.temperature, self.hard_label_confidence is not None)
+
+
+class DenseDistillStep(torch.nn.Module):
+    """Student classifier + distillation loss on dense [rows, width(, C)] tensors; returns the loss
+    terms as a tuple in the order of `names`. Only the token classifier runs: the contrastive heads
+    of ConcNerModel get no gradient from this loss anyway."""
+
+    def __init__(self, model, kind: str, temperature: float, hard_labels: bool):
+        super().__init__()
+        self.token_model = model.token_model
+        self.encoder_mask = model._encoder_mask  # a bound method, not a submodule: no head parameters
+        self.kind, self.temperature, self.hard_labels = kind, temperature, hard_labels
+        self.names = ("loss", "distill") + (("ce_hard",) if hard_labels else ())
+
+    def forward(self, input_ids, attention_mask, teacher, weight, confident) -> tuple[torch.Tensor, ...]:
+        logits = self.token_model(input_ids=input_ids, attention_mask=self.encoder_mask(attention_mask)).logits.float()
+        distill = weighted_distillation_loss(logits, teacher, weight, kind=self.kind, temperature=self.temperature)
+        if not self.hard_labels:
+            return distill, distill
+        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), teacher.argmax(-1).flatten(), reduction="none")
+        ce_hard = (ce * confident.flatten()).sum() / confident.sum().clamp_min(1.0)
+        return distill + ce_hard, distill, ce_hard
+
 
 @dataclass
 class DistillBatch:
@@ -65,6 +96,9 @@ class DistillBatches:
         self.lengths = self.table.lengths
         self.device = device
         self.hard_label_confidence = hard_label_confidence
+        self.max_width = max_length
+        self.n_labels = items[0][1].shape[-1] if items else 0
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.positions: list[np.ndarray] = []  # per sentence: subword positions of its labeled words
         self.teacher: list[np.ndarray] = []  # per sentence: the teacher rows of those words
         for first_subword, (_, probs) in zip(encoded["labels"], items):
@@ -87,3 +121,32 @@ class DistillBatches:
         return DistillBatch(move(host["input_ids"]), move(host["attention_mask"]),
                             move(torch.from_numpy(positions).long()), move(teacher),
                             None if confident is None or len(confident) == 0 else move(confident))
+
+    def static_batch(self, indices: Sequence[int], rows: int, width_multiple: int) -> tuple[torch.Tensor, ...]:
+        """The batch as dense tensors of a fixed shape, for `DenseDistillStep`: (input_ids,
+        attention_mask [rows, width], teacher [rows, width, C], weight, confident [rows, width]).
+
+        `rows` rows (a short last batch gets rows of padding, weight 0) and the width rounded up
+        to `width_multiple` columns (at most max_length), so that a training run meets only a
+        few shapes and each is captured once. Where no labelled word starts, the teacher row is
+        uniform and the weight 0; a padding row attends to its first position only, since a row
+        that attends to nothing gives NaN, and NaN * 0 is still NaN."""
+        indices = list(indices)
+        width = self.table.width(indices)
+        width = max(width, min(-(-width // width_multiple) * width_multiple, self.max_width))
+        host = self.table.rows(indices, width)
+        n, c = len(indices), self.n_labels
+        input_ids = torch.full((rows, width), self.pad_id, dtype=host["input_ids"].dtype)
+        attention_mask = torch.zeros((rows, width), dtype=host["attention_mask"].dtype)
+        input_ids[:n], attention_mask[:n], attention_mask[n:, 0] = host["input_ids"], host["attention_mask"], 1
+        teacher = np.full((rows, width, c), 1.0 / max(c, 1), dtype=np.float32)
+        weight = np.zeros((rows, width), dtype=np.float32)
+        for b, i in enumerate(indices):
+            teacher[b, self.positions[i]] = self.teacher[i]
+            weight[b, self.positions[i]] = 1.0
+        confident = np.zeros((rows, width), dtype=np.float32)
+        if self.hard_label_confidence is not None:
+            confident = weight * (teacher.max(axis=-1) >= self.hard_label_confidence)
+        move = lambda t: to_device(t, self.device)  # noqa: E731
+        return (move(input_ids), move(attention_mask), move(torch.from_numpy(teacher)), move(torch.from_numpy(weight)),
+                move(torch.from_numpy(np.ascontiguousarray(confident, dtype=np.float32))))

@@ -71,7 +71,8 @@ def fit_settings(section, seed: int) -> FitSettings:
     """The loop settings of a train or distill config section."""
     from concner.tasks.train import FitSettings
 
-    names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed"]
+    # a loop setting that only one kind of section offers (cuda_graphs) keeps its default elsewhere
+    names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed" and hasattr(section, f.name)]
     return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
 
 

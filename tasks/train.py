@@ -39,6 +39,9 @@ class FitSettings:
     min_steps: int = 0  # more epochs than `epochs` when a small corpus would give fewer optimizer steps
     length_buckets: bool = False  # batches of similar-length sentences (less padding; other batch mixes)
     compile: bool = False  # torch.compile the training forward pass (pays on a GPU over many steps)
+    # on CUDA, replay each batch shape's forward and backward as CUDA graphs (tasks/cuda_graphs.py)
+    # where the loss offers a fixed-shape step (the student's does); ignored on a CPU
+    cuda_graphs: bool = False
     seed: int = 13
 
 
@@ -48,6 +51,8 @@ class FitResult:
     epochs: list[dict] = field(default_factory=list)  # one row per epoch: mean loss, dev scores
     best_epoch: int | None = None
     stopped_early: bool = False
+    cuda_graph_shapes: list[str] = field(default_factory=list)  # batch shapes replayed as CUDA graphs
+    cuda_graph_error: str | None = None  # why the loop went on without graphs, when it did
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -103,6 +108,13 @@ def fit(
         torch._functorch.config.donated_buffer = False
         forward = torch.compile(model, dynamic=True)
 
+    graphs = None
+    if (settings.cuda_graphs and device.type == "cuda" and not settings.compile
+            and hasattr(loss_fn, "graph_step") and hasattr(batches, "static_batch")):
+        from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
+
+        graphs = GraphedSteps(lambda: loss_fn.graph_step(model), log)
+
     result = FitResult()
     best_f1, best_state, bad_epochs = -1.0, None, 0
     with progress_bar(progress, total) as advance:
@@ -110,19 +122,29 @@ def fit(
             model.train()
             # loss values stay on the device until the epoch ends (or the bar shows them): reading
             # one every step would make the host wait for the GPU at every step
-            pending: list[tuple[dict, dict[str, torch.Tensor]]] = []
+            pending: list[tuple[dict, list[str], torch.Tensor]] = []
             epoch_rows: list[dict] = []
             for indices in batch_order(len(items), settings, generator, getattr(batches, "lengths", None)):
-                with autocast:
-                    terms = loss_fn(forward, batches.batch(indices), loss_generator)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                terms = None
+                if graphs is not None:  # forward and backward replayed: the gradients are in .grad
+                    try:
+                        terms = graphs(batches.static_batch(indices, settings.batch_size, WIDTH_MULTIPLE))
+                    except Exception as e:  # a model whose forward cannot be captured: go on without
+                        graphs, result.cuda_graph_error = None, f"{type(e).__name__}: {e}"
+                        if log:
+                            log.warning("CUDA graphs are off for this run, the step could not be captured: %s", e)
+                if terms is None:
+                    with autocast:
+                        terms = loss_fn(forward, batches.batch(indices), loss_generator)
+                    optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 step = len(result.steps) + len(epoch_rows) + len(pending) + 1
                 row = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0]}
-                pending.append((row, {k: v.detach() for k, v in terms.items()}))
+                # one copy of this step's terms: a graph's replay overwrites its outputs in place
+                pending.append((row, list(terms), torch.stack([v.detach().float() for v in terms.values()])))
                 advance(1)
                 if len(pending) >= STATUS_EVERY:
                     epoch_rows += _read_terms(pending, advance)
@@ -147,6 +169,8 @@ def fit(
             if dev and settings.patience and bad_epochs >= settings.patience and len(result.steps) >= settings.min_steps:
                 result.stopped_early = True
                 break
+    if graphs is not None:
+        result.cuda_graph_shapes = sorted("x".join(map(str, shape[0])) for shape in graphs.steps)
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
@@ -155,13 +179,13 @@ def fit(
 STATUS_EVERY = 50  # steps between reads of the loss values (one host-GPU wait each)
 
 
-def _read_terms(pending: list[tuple[dict, dict[str, torch.Tensor]]], advance) -> list[dict]:
+def _read_terms(pending: list[tuple[dict, list[str], torch.Tensor]], advance) -> list[dict]:
     """The pending steps' rows with their loss terms as floats: one device-to-host copy for all."""
-    values = torch.stack([v.float() for _, terms in pending for v in terms.values()]).cpu().tolist()
+    values = torch.cat([terms for _, _, terms in pending]).cpu().tolist()
     rows, at = [], 0
-    for row, terms in pending:
-        row = {**row, **dict(zip(terms, values[at : at + len(terms)]))}
-        at += len(terms)
+    for row, names, _ in pending:
+        row = {**row, **dict(zip(names, values[at : at + len(names)]))}
+        at += len(names)
         rows.append(row)
     last = rows[-1]
     advance(0, status=" ".join(f"{k} {v:.3f}" for k, v in last.items() if k not in ("step", "epoch", "lr")))

@@ -152,3 +152,42 @@ def test_the_student_loop_logs_progress_lines_when_not_on_a_terminal(samples, en
     assert [line.split()[2] for line in lines[:3]] == ["1/3", "2/3", "3/3"]
     assert "/s," in lines[0] and "ETA" in lines[0]
     assert "distill" in lines[-1]  # the loss terms, read back at the end of the epoch
+
+
+@pytest.mark.parametrize("kind, temperature, hard", [("kl", 1.0, None), ("kl", 2.0, 0.5), ("mse", 1.0, 0.9)])
+def test_the_fixed_shape_student_step_gives_the_gathered_loss_and_gradients(samples, encoder, kind, temperature, hard):
+    """What a CUDA graph replays (tasks/cuda_graphs.py) is the student's loss over dense tensors of
+    a fixed shape: the short last batch padded with empty rows, the width rounded up. On a CPU
+    (no graph), it must give the loss and gradients of the gathered form the CPU loop uses."""
+    _, es = samples
+    labels = label_list(entity_types(es))
+    # the teacher is unsure here and there, so the hard-label threshold keeps some words only
+    teacher = confident_teacher(es, labels, confidence=0.7)
+    teacher[4] = confident_teacher([es[4]], labels, confidence=0.95)[0]
+    teacher[1][0] = np.nan  # a word the teacher did not see (past its max_length): no target
+    items = list(zip(es, teacher))
+    student = ConcNerModel.from_encoder(encoder, labels, dropout=0.0)
+    loss = DistillLoss(kind=kind, temperature=temperature, hard_label_confidence=hard, max_length=64)
+    batches = loss.prepare(student, items)
+    indices = [4, 1, 7]  # a short batch: 3 sentences in a batch of 5 rows
+
+    gathered = loss(student, batches.batch(indices), None)
+    gathered["loss"].backward()
+    expected = {n: p.grad.clone() for n, p in student.token_model.named_parameters() if p.grad is not None}
+    student.zero_grad(set_to_none=True)
+
+    static = batches.static_batch(indices, rows=5, width_multiple=32)
+    width = static[0].shape[1]
+    assert width % 32 == 0 and batches.table.width(indices) <= width < batches.table.width(indices) + 32
+    assert static[0].shape == (5, width) and static[2].shape == (5, width, len(labels))
+    step = loss.graph_step(student)
+    dense = dict(zip(step.names, step(*static)))
+    dense["loss"].backward()
+
+    assert set(dense) == set(gathered) | ({"ce_hard"} if hard else set())
+    for name in dense:
+        assert dense[name].item() == pytest.approx(gathered.get(name, torch.tensor(0.0)).item(), rel=1e-5, abs=1e-7)
+    got = {n: p.grad for n, p in student.token_model.named_parameters() if p.grad is not None}
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6)
