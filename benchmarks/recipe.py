@@ -30,6 +30,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -98,6 +99,10 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     torch.set_num_threads(threads)
     os.environ["PREFECT_HOME"] = str(Path(work) / f"prefect-{size}-{seed}")
     from concner.flows.pipeline import pipeline_flow, run_flow
+    from concner.flows.server_child import tie_temporary_server_to_this_process
+
+    # this worker's temporary Prefect server ends with it (the parent ends its workers on SIGTERM)
+    tie_temporary_server_to_this_process()
     from concner.tasks.config import config_from_dict
     from concner.tasks.errors import UserError
     from concner.tasks.store import ArtifactStore
@@ -198,7 +203,10 @@ def main() -> None:
     # largest first: the long jobs do not end up alone at the end
     jobs = [(size, seed) for size in sorted(args.sizes, reverse=True) for seed in args.seeds]
     per_run: dict[tuple[int, int], dict] = {}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    # workers keep the default SIGTERM action (die), not the parent's handler below
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=signal.signal,
+                             initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
+        end_workers_on_sigterm(pool)
         futures = {pool.submit(run_seed, *job, str(store), str(work), args.max_length, args.unlabeled, threads,
                                args.rows): job for job in jobs}
         for future in as_completed(futures):
@@ -208,6 +216,18 @@ def main() -> None:
         mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
         sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
         print(f"{key:32s} {mean}{sd}   per seed: {t['f1_per_seed']}")
+
+
+def end_workers_on_sigterm(pool: ProcessPoolExecutor) -> None:
+    """Killed with SIGTERM, the parent alone would die and its workers would run their (size, seed)
+    to the end, each with a Prefect server: it ends them first. (`_processes` is the executor's
+    own pid -> process map; the standard library offers no public one.)"""
+    def end(signum, frame):
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, end)
 
 
 def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: dict[tuple[int, int], dict],

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import secrets
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
@@ -55,11 +56,28 @@ def _module_file(name: str) -> str | None:
     return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _imports(name: str, source: bytes, is_package: bool) -> set[str]:
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(source: bytes) -> ast.Module:
+    """ast.parse, one thread at a time and retried once on a SystemError.
+
+    CPython 3.11 keeps the AST builder's recursion depth in shared state: two threads parsing at
+    once (flow runs that `concner serve` starts side by side, Dask threads) can end one parse in
+    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905), which killed
+    a served run here once. Parsing is deterministic, so a retry gives the right tree."""
+    with _PARSE_LOCK:
+        try:
+            return ast.parse(source)
+        except SystemError:
+            return ast.parse(source)
+
+
+def _imports(name: str, tree: ast.Module, is_package: bool) -> set[str]:
     """The concner modules a module's source imports, at top level or inside functions."""
     found: set[str] = set()
     package = name if is_package else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -100,13 +118,14 @@ def _module_facts(name: str) -> tuple[str, frozenset[str]] | None:
     if path is None:
         return None
     source = Path(path).read_bytes()
-    if _presentation_only(source):
+    tree = _parse(source)
+    if _presentation_only(tree):
         return None
-    return hashlib.sha256(source).hexdigest(), frozenset(_imports(name, source, path.endswith("__init__.py")))
+    return hashlib.sha256(source).hexdigest(), frozenset(_imports(name, tree, path.endswith("__init__.py")))
 
 
-def _presentation_only(source: bytes) -> bool:
-    for node in ast.parse(source).body:
+def _presentation_only(tree: ast.Module) -> bool:
+    for node in tree.body:
         if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PRESENTATION_ONLY"
                                                  for t in node.targets)):
             return isinstance(node.value, ast.Constant) and node.value.value is True
