@@ -1,0 +1,146 @@
+"""CUDA graphs in the student's loop, checked over several batch shapes and through `fit` (by hand, on a GPU).
+
+    python benchmarks/gpu_graph_check.py [--out benchmarks/results/gpu_graph_check.json]
+
+bench_gpu.py times the loop on the demo's short sentences, which all fit one graph (16 x 32).
+This checks what that run could not:
+
+1. shapes: batches of four shapes (the demo's Spanish sentences, and the same joined 3 and 6 at a
+   time; a short batch of 5 sentences padded to 16 rows), captured in turn and then replayed in
+   another order, each call's loss and gradients against the eager step's on the same batch,
+   with dropout off. The graphs share one memory pool and one set of gradient buffers, so a
+   replay after other captures is what could go wrong.
+2. fit: the student's `fit` with a dev set, 2 epochs, from the same initial weights, with graphs
+   and without: the shapes captured, any fallback error, per-epoch loss and dev F1 of both. On
+   a GPU the two are not bitwise equal (padded widths, bf16 rounding), only close.
+
+The encoder is a small random BERT built by models/tiny.py from the demo's text: what is checked
+is the loop, not what the weights know. The teacher's soft labels put 0.8 on the gold tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import machine_info  # noqa: E402
+
+
+def joined(sentences, k: int):
+    """Every k consecutive sentences as one (tokens and tags concatenated)."""
+    from concner.tasks.corpus import Sentence
+
+    out = []
+    for start in range(0, len(sentences) - k + 1, k):
+        part = sentences[start : start + k]
+        out.append(Sentence(len(out), [t for s in part for t in s.tokens], [t for s in part for t in s.tags]))
+    return out
+
+
+def soft_labels(sentences, labels, confidence=0.8):
+    out = []
+    for s in sentences:
+        probs = np.full((len(s.tokens), len(labels)), (1 - confidence) / (len(labels) - 1), dtype=np.float32)
+        probs[np.arange(len(s.tokens)), [labels.index(t) for t in s.tags]] = confidence
+        out.append(probs)
+    return out
+
+
+def flat_grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
+
+
+def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: list[str], device) -> list[dict]:
+    from concner.models.ner_model import ConcNerModel
+    from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
+    from concner.tasks.distill_loss import DistillLoss
+
+    model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0).to(device)
+    loss = DistillLoss(max_length=128)
+    batches = loss.prepare(model, items)
+    reference = {}
+    for name, indices in groups.items():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            eager = loss(model, batches.batch(indices), None)
+        eager["loss"].backward()
+        reference[name] = (float(eager["loss"].detach()), flat_grads(model))
+        del eager  # its autograd graph must not outlive this pass (see tasks/cuda_graphs.py)
+        model.zero_grad(set_to_none=True)
+    graphs = GraphedSteps(lambda: loss.graph_step(model))
+    calls = []
+    for name in order:
+        terms = graphs(batches.static_batch(groups[name], 16, WIDTH_MULTIPLE))
+        ref_loss, ref_grads = reference[name]
+        grads = flat_grads(model)
+        calls.append({"batch": name, "shape": "x".join(map(str, batches.static_batch(groups[name], 16, WIDTH_MULTIPLE)[0].shape)),
+                      "loss_eager": round(ref_loss, 6), "loss_graph": round(float(terms["loss"]), 6),
+                      "grad_rel_diff": float((grads - ref_grads).norm() / ref_grads.norm())})
+        print("shape check:", calls[-1], flush=True)
+    return calls
+
+
+def fit_check(encoder, labels, items, dev, device) -> dict:
+    from concner.models.ner_model import ConcNerModel
+    from concner.tasks.distill_loss import DistillLoss
+    from concner.tasks.train import FitSettings, fit, seed_everything
+
+    out = {}
+    for name, graphs in (("eager", False), ("graphs", True)):
+        seed_everything(13)
+        student = ConcNerModel.from_encoder(encoder, labels).to(device)
+        result = fit(student, items, DistillLoss(max_length=128),
+                     FitSettings(epochs=2, batch_size=16, learning_rate=1e-4, patience=None, seed=13, cuda_graphs=graphs),
+                     dev=dev)
+        out[name] = {"steps": len(result.steps), "cuda_graph_shapes": result.cuda_graph_shapes,
+                     "cuda_graph_error": result.cuda_graph_error, "best_epoch": result.best_epoch,
+                     "epochs": [{k: round(v, 4) for k, v in e.items()} for e in result.epochs]}
+        print("fit check:", name, out[name], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_graph_check"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_graph_check.json")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this checks CUDA graphs")
+
+    from concner.models.tiny import build_tiny_encoder
+    from concner.tasks.conll import read_conll
+
+    samples = REPO / "data" / "samples"
+    es = read_conll(samples / "es_train.conll")[0]
+    dev = read_conll(samples / "es_dev.conll")[0]
+    encoder = build_tiny_encoder([" ".join(s.tokens) for s in es], args.work / "encoder", vocab_size=8000,
+                                 hidden_size=256, num_layers=4, num_heads=4)
+    labels = ["O"] + sorted({t for s in es for t in s.tags} - {"O"})
+    sentences = es + joined(es, 3) + joined(es, 6)
+    items = list(zip(sentences, soft_labels(sentences, labels)))
+    n1, n3 = len(es), len(joined(es, 3))
+    groups = {"single": list(range(16)), "three": list(range(n1, n1 + 16)), "six": list(range(n1 + n3, n1 + n3 + 16)),
+              "short batch": list(range(100, 105))}
+    device = torch.device("cuda")
+    result = {
+        "script": "gpu_graph_check.py",
+        "device": torch.cuda.get_device_name(0),
+        "shapes": shapes_check(encoder, labels, items, groups,
+                               ["single", "three", "six", "short batch", "single", "six", "three", "short batch"], device),
+        "fit": fit_check(encoder, labels, items, dev, device),
+        "machine": machine_info(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
