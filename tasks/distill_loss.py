@@ -49,7 +49,7 @@ class DistillLoss:
 
     def graph_step(self, model) -> "DenseDistillStep":
         """The loss over `DistillBatches.static_batch` tensors, as a module whose parameters are the
-        student classifier's (what `torch.cuda.make_graphed_callables` captures)."""
+        student classifier's (what `tasks/cuda_graphs.GraphedSteps` captures, forward and backward)."""
         return DenseDistillStep(model, self.kind, self.temperature, self.hard_label_confidence is not None)
 
 
