@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import itertools
 import json
 import sys
@@ -109,36 +110,16 @@ def checked(check, *args):
 def graph_check(encoder, labels, items, device) -> dict | None:
     """One batch of 16 through the student's graphed step (captured, then replayed with fresh
     input tensors) against the eager step: |loss difference| and ||g_graph - g_eager|| / ||g_eager||
-    over the classifier's gradients. Dropout is off, so only bf16 rounding and the padded width
-    separate them. None where the checkout has no graphs or there is no GPU."""
-    try:
-        from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
-    except ImportError:
+    over the classifier's gradients (gpu_graph_check.shapes_check, one shape). Dropout is off, so
+    only bf16 rounding and the padded width separate them. None where the checkout has no graphs
+    or there is no GPU."""
+    if importlib.util.find_spec("concner.tasks.cuda_graphs") is None or device.type != "cuda":
         return None
-    if device.type != "cuda":
-        return None
-    from concner.models.ner_model import ConcNerModel
-    from concner.tasks.distill_loss import DistillLoss
+    from gpu_graph_check import shapes_check
 
-    model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0).to(device)
-    loss = DistillLoss(max_length=128)
-    batches = loss.prepare(model, items[:64])
-    indices = list(range(16))
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        eager = loss(model, batches.batch(indices), None)
-    eager["loss"].backward()
-    eager_loss = float(eager["loss"])
-    del eager  # its autograd graph must not outlive this pass (see tasks/cuda_graphs.py)
-    reference = torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
-    model.zero_grad(set_to_none=True)
-    graphs = GraphedSteps(lambda: loss.graph_step(model))
-    calls = []
-    for _ in range(2):  # the first call captures, the second replays with fresh input tensors
-        terms = graphs(batches.static_batch(indices, 16, WIDTH_MULTIPLE))
-        grads = torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
-        calls.append({"loss_eager": round(eager_loss, 6), "loss_graph": round(float(terms["loss"]), 6),
-                      "grad_rel_diff": float((grads - reference).norm() / reference.norm())})
-    return {"capture": calls[0], "replay": calls[1]}
+    calls = shapes_check(encoder, labels, items[:64], {"first 16": list(range(16))}, ["first 16"] * 2, device)
+    keep = ("loss_eager", "loss_graph", "grad_rel_diff")
+    return {"capture": {k: calls[0][k] for k in keep}, "replay": {k: calls[1][k] for k in keep}}
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,15 +41,6 @@ def joined(sentences, k: int):
     for start in range(0, len(sentences) - k + 1, k):
         part = sentences[start : start + k]
         out.append(Sentence(len(out), [t for s in part for t in s.tokens], [t for s in part for t in s.tags]))
-    return out
-
-
-def soft_labels(sentences, labels, confidence=0.8):
-    out = []
-    for s in sentences:
-        probs = np.full((len(s.tokens), len(labels)), (1 - confidence) / (len(labels) - 1), dtype=np.float32)
-        probs[np.arange(len(s.tokens)), [labels.index(t) for t in s.tags]] = confidence
-        out.append(probs)
     return out
 
 
@@ -77,10 +67,11 @@ def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: li
     graphs = GraphedSteps(lambda: loss.graph_step(model))
     calls = []
     for name in order:
-        terms = graphs(batches.static_batch(groups[name], 16, WIDTH_MULTIPLE))
+        static = batches.static_batch(groups[name], 16, WIDTH_MULTIPLE)
+        terms = graphs(static)
         ref_loss, ref_grads = reference[name]
         grads = flat_grads(model)
-        calls.append({"batch": name, "shape": "x".join(map(str, batches.static_batch(groups[name], 16, WIDTH_MULTIPLE)[0].shape)),
+        calls.append({"batch": name, "shape": "x".join(map(str, static[0].shape)),
                       "loss_eager": round(ref_loss, 6), "loss_graph": round(float(terms["loss"]), 6),
                       "grad_rel_diff": float((grads - ref_grads).norm() / ref_grads.norm())})
         print("shape check:", calls[-1], flush=True)
@@ -114,7 +105,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this checks CUDA graphs")
 
-    from concner.models.tiny import build_tiny_encoder
+    from concner.models.tiny import build_tiny_encoder, peaked_teacher_probs
     from concner.tasks.conll import read_conll
 
     samples = REPO / "data" / "samples"
@@ -124,7 +115,7 @@ def main() -> None:
                                  hidden_size=256, num_layers=4, num_heads=4)
     labels = ["O"] + sorted({t for s in es for t in s.tags} - {"O"})
     sentences = es + joined(es, 3) + joined(es, 6)
-    items = list(zip(sentences, soft_labels(sentences, labels)))
+    items = list(zip(sentences, peaked_teacher_probs(sentences, labels, 0.8)))
     n1, n3 = len(es), len(joined(es, 3))
     groups = {"single": list(range(16)), "three": list(range(n1, n1 + 16)), "six": list(range(n1 + n3, n1 + n3 + 16)),
               "short batch": list(range(100, 105))}

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 import tokenizers
 import torch
@@ -366,3 +367,17 @@ def ensure_tiny_models(
         "translator": build_tiny_marian(texts_src, texts_tgt, cache / f"marian-{key_fwd}", seed=seed),
         "back_translator": build_tiny_marian(texts_tgt, texts_src, cache / f"marian-{key_bwd}", seed=seed),
     }
+
+
+# --------------------------------------------------------------------------- stand-in teacher
+
+
+def peaked_teacher_probs(sentences: Sequence, labels: Sequence[str], confidence: float) -> list[np.ndarray]:
+    """A stand-in teacher's word distributions for tagged sentences: `confidence` on each word's
+    gold tag, the rest spread evenly over the other labels ([n_words, len(labels)] float32 each)."""
+    out = []
+    for s in sentences:
+        probs = np.full((len(s.tokens), len(labels)), (1 - confidence) / (len(labels) - 1), dtype=np.float32)
+        probs[np.arange(len(s.tokens)), [labels.index(t) for t in s.tags]] = confidence
+        out.append(probs)
+    return out

@@ -9,7 +9,7 @@ from seqeval.metrics import f1_score
 from transformers import pipeline
 
 from concner.models.ner_model import ConcNerModel
-from concner.models.tiny import build_tiny_encoder
+from concner.models.tiny import build_tiny_encoder, peaked_teacher_probs
 from concner.tasks.conll import read_conll
 from concner.tasks.corpus import entity_types, label_list
 from concner.tasks.distill_loss import DistillLoss
@@ -79,21 +79,11 @@ def test_teacher_training_lowers_ce_tcl_and_lcl_and_exports_a_pipeline_model(sam
     assert [p["entity"] for p in first_subwords] == ours
 
 
-def confident_teacher(sentences, labels, confidence=0.95) -> list[np.ndarray]:
-    """Soft labels peaked on the gold tag: a teacher that is right and sure."""
-    out = []
-    for s in sentences:
-        probs = np.full((len(s.tokens), len(labels)), (1 - confidence) / (len(labels) - 1), dtype=np.float32)
-        probs[np.arange(len(s.tokens)), [labels.index(t) for t in s.tags]] = confidence
-        out.append(probs)
-    return out
-
-
 @pytest.mark.parametrize("kind, epochs", [("kl", 12), ("mse", 2)])
 def test_student_reproduces_a_confident_teacher(samples, encoder, kind, epochs):
     _, es = samples
     labels = label_list(entity_types(es))
-    teacher = confident_teacher(es, labels)
+    teacher = peaked_teacher_probs(es, labels, 0.95)  # a teacher that is right and sure
     student = ConcNerModel.from_encoder(encoder, labels)
     result = fit(student, list(zip(es, teacher)), DistillLoss(kind=kind, max_length=64),
                  FitSettings(epochs=epochs, batch_size=16, learning_rate=3e-3, max_length=64, seed=2))
@@ -162,8 +152,8 @@ def test_the_fixed_shape_student_step_gives_the_gathered_loss_and_gradients(samp
     _, es = samples
     labels = label_list(entity_types(es))
     # the teacher is unsure here and there, so the hard-label threshold keeps some words only
-    teacher = confident_teacher(es, labels, confidence=0.7)
-    teacher[4] = confident_teacher([es[4]], labels, confidence=0.95)[0]
+    teacher = peaked_teacher_probs(es, labels, 0.7)
+    teacher[4] = peaked_teacher_probs([es[4]], labels, 0.95)[0]
     teacher[1][0] = np.nan  # a word the teacher did not see (past its max_length): no target
     items = list(zip(es, teacher))
     student = ConcNerModel.from_encoder(encoder, labels, dropout=0.0)
