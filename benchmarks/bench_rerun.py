@@ -32,8 +32,13 @@ from _common import machine_info, timed, write_result  # noqa: E402
 from bench_scale import snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = ("import atexit, sys; atexit.register(lambda: print('heavy modules:', [m for m in ('torch', 'transformers') "
-       "if m in sys.modules], file=sys.stderr)); from concner.flows.cli import main; main()")
+# the `concner` command's entry point, reporting at the end of main() which heavy modules were loaded
+# (an exit handler registered here would run after the entry point's last one, which ends the process)
+CLI = ("import sys; from concner.flows import cli; run = cli.main\n"
+       "def main():\n"
+       "    try: run()\n"
+       "    finally: print('heavy modules:', [m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)\n"
+       "cli.main = main; cli.entry()")
 
 
 def free_port() -> int:

@@ -477,6 +477,13 @@ def stage_flow(stage_name: str, config: dict, store_root: str, force: bool = Tru
     return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 
+def no_heartbeat() -> dict:
+    """Prefect settings for a flow run that only reuses (see run_flow)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+
+
 def run_flow(flow_fn, store: ArtifactStore, run_name: str, *, computes: bool = True, **kwargs) -> dict:
     """Call a flow and give back its run record; a user error comes back as UserError (exit 2).
 
@@ -485,7 +492,8 @@ def run_flow(flow_fn, store: ArtifactStore, run_name: str, *, computes: bool = T
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     run_id = new_run_id(run_name)
-    quiet = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if not computes else contextlib.nullcontext()
+    quiet = (temporary_settings(no_heartbeat())
+             if not computes and PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is not None else contextlib.nullcontext())
     with quiet:
         state = flow_fn(store_root=str(store.root), run_id=run_id, return_state=True, **kwargs)
     if state.is_failed():

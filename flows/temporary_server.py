@@ -26,11 +26,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from concner.flows.server_child import PARENT_ENV
@@ -158,6 +159,9 @@ class TemporaryServer:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=1) as response:
                     if response.status == 200:
                         self.ready = True
+                        # the server answers its first API call ~0.4 s late (it sets up on first use):
+                        # made now, that overlaps with this process's own preparations for the flow
+                        threading.Thread(target=self._first_call, daemon=True).start()
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -168,9 +172,14 @@ class TemporaryServer:
                                f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); its log: {self.log}")
 
     @contextlib.contextmanager
-    def api(self) -> Iterator[RecordedRuns | None]:
+    def api(self, warm: Sequence[str] = (), settings: Mapping | None = None) -> Iterator[RecordedRuns | None]:
         """Prefect talks to this server inside the block; Prefect's own choice wins when its
         settings name another server (then this one is stopped and the block gets None).
+
+        `warm`: modules the block will import; `settings`: more Prefect settings for the block.
+        Both are done while the server is still starting, when this process would otherwise only
+        wait (a rerun that reuses every stage spends most of its time waiting for the server;
+        each change of Prefect's settings takes ~0.1 s).
 
         The block gets a RecordedRuns: the flow runs named there are waited for, at the end, until
         the server has recorded all their task runs (it records them from events, asynchronously:
@@ -181,21 +190,35 @@ class TemporaryServer:
             self.stop()
             yield None
             return
-        self.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
-        previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = self.api_url  # processes started inside (Dask workers) inherit it
-        runs = RecordedRuns(self.api_url)
-        try:
-            # no UI here (as on Prefect's own temporary server): no "View at" link to a page that is not served
-            with temporary_settings({PREFECT_API_URL: self.api_url, PREFECT_UI_URL: ""}):
-                yield runs
-        finally:
-            _drain_prefect_clients()
-            runs.wait()
-            if previous is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = previous
+        port = self.port
+        # no UI here (as on Prefect's own temporary server): no "View at" link to a page that is not served
+        with temporary_settings({PREFECT_API_URL: self.api_url, PREFECT_UI_URL: "", **(settings or {})}):
+            self.warm_up(warm)
+            self.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+            relaunched = self.port != port  # its first port was taken meanwhile
+            previous = os.environ.get("PREFECT_API_URL")
+            os.environ["PREFECT_API_URL"] = self.api_url  # processes started inside (Dask workers) inherit it
+            runs = RecordedRuns(self.api_url)
+            try:
+                with temporary_settings({PREFECT_API_URL: self.api_url}) if relaunched else contextlib.nullcontext():
+                    yield runs
+            finally:
+                _drain_prefect_clients()
+                runs.wait()
+                if previous is None:
+                    os.environ.pop("PREFECT_API_URL", None)
+                else:
+                    os.environ["PREFECT_API_URL"] = previous
+
+    def _first_call(self) -> None:
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            urllib.request.urlopen(f"{self.api_url}/admin/version", timeout=10).close()
+
+    def warm_up(self, modules: Sequence[str]) -> None:
+        for name in modules:
+            if self.process is None or self.process.poll() is not None:
+                return  # the server failed: wait_ready reports it, no reason to delay that
+            importlib.import_module(name)
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,34 @@ def test_a_server_that_cannot_start_is_one_message_naming_its_kept_log(monkeypat
     assert caught.value.exit_code == 1  # not the user's input
     assert server.log.exists() and "unable to open database file" in server.log.read_text()
     server.log.unlink()
+
+
+_LATE_HANDLER = """
+import atexit, os
+from pathlib import Path
+from concner.flows import cli
+run = cli.main
+def main():
+    # an exit handler registered while the command runs (as Prefect's and the temporary server's are)
+    atexit.register(lambda: Path(os.environ["MARKER"]).write_text("ran"))
+    run()
+cli.main = main
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("args, status", [(["--help"], 0), (["demo", "--set", "train.epochs=0"], 2),
+                                          (["no-such-command"], 2)])
+def test_the_concner_command_ends_with_its_status_whole_output_and_every_exit_handler(tmp_path, args, status):
+    """`concner` (cli.entry) ends the process itself after the last exit handler, skipping the
+    interpreter's teardown: the exit status, buffered output and other exit handlers must survive."""
+    marker = tmp_path / "handler-ran"
+    proc = subprocess.run([sys.executable, "-c", _LATE_HANDLER, *args], env={**_env(tmp_path, None), "MARKER": str(marker)},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert marker.read_text() == "ran"
+    if status == 0:
+        assert proc.stdout.rstrip().endswith("╯")  # the whole help, its last box closed, through a pipe
+        assert "predict" in proc.stdout
+    else:
+        assert ("train.epochs" in proc.stderr) if "demo" in args else ("No such command" in proc.stderr)

@@ -145,7 +145,7 @@ def _env(tmp_path: Path, api_url: str | None) -> dict[str, str]:
 
 
 def _concner(*args: object) -> list[str]:
-    return [sys.executable, "-c", "from concner.flows.cli import main; main()", *map(str, args)]
+    return [sys.executable, "-c", "from concner.flows.cli import entry; entry()", *map(str, args)]
 
 
 def _test_server_url() -> str:
