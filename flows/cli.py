@@ -71,7 +71,8 @@ def _guard_process(server=None, computes: bool = True):
 
     Returns the context to run the flow in: Prefect on `server` (started early by
     `temporary_server.start_early`) when there is one, with run_flow's settings for a run that
-    only reuses (`computes` false) made while the server starts."""
+    only reuses (`computes` false) made while the server starts; else, without a configured
+    server, a wait for the one Prefect starts itself to record the run."""
     import contextlib
     import signal
 
@@ -89,6 +90,9 @@ def _guard_process(server=None, computes: bool = True):
         from concner.flows.server_child import tie_temporary_server_to_this_process
 
         tie_temporary_server_to_this_process()
+        from concner.flows.temporary_server import prefect_started_server_runs
+
+        return prefect_started_server_runs()
     return contextlib.nullcontext()
 
 

@@ -274,6 +274,25 @@ class RecordedRuns:
         return not self.expected
 
 
+@contextlib.contextmanager
+def prefect_started_server_runs() -> Iterator[RecordedRuns]:
+    """The same wait for the temporary server Prefect starts itself (a first run, which creates
+    the database; CONCNER_EARLY_SERVER=0): its exit handler stops it as soon as the process ends,
+    which lost task runs still in flight when the machine was loaded."""
+    runs = RecordedRuns("")
+    try:
+        yield runs
+    finally:
+        if "prefect.server.api.server" in sys.modules:  # imported by Prefect's client to start one
+            from prefect.server.api.server import SubprocessASGIServer
+
+            server = SubprocessASGIServer()  # the one Prefect's client started (an instance per port)
+            if server.running:
+                _drain_prefect_clients()
+                runs.api_url = server.api_url
+                runs.wait()
+
+
 def _drain_prefect_clients() -> None:
     """Send what Prefect's background workers still hold (task-run events, logs) while the
     server is up: Prefect does this at interpreter exit, after this server would be gone."""

@@ -60,6 +60,9 @@ def test_a_rerun_on_the_early_server_is_recorded_whole_in_prefect(tmp_path):
     first = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Starting temporary server" in first.stdout + first.stderr  # no database yet: Prefect's own start
+    record = json.loads(next((store / "runs").glob("*.json")).read_text())
+    states = _task_run_states(Path(env["PREFECT_HOME"]) / "prefect.db", record["prefect_flow_run_id"])
+    assert states == ["COMPLETED"] * len(record["stages"])  # recorded whole before Prefect stopped its server
 
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=600)
