@@ -218,7 +218,8 @@ class TemporaryServer:
         for name in modules:
             if self.process is None or self.process.poll() is not None:
                 return  # the server failed: wait_ready reports it, no reason to delay that
-            importlib.import_module(name)
+            with contextlib.suppress(ImportError):  # only a head start: the flow imports what it needs
+                importlib.import_module(name)
 
     def stop(self) -> None:
         process, self.process = self.process, None
