@@ -152,14 +152,16 @@ def seed_cell(result: dict, row: dict, seed: int, f1: float | None) -> str:
 def markdown_table(results: list[dict]) -> str:
     """The README table, from the JSON files (never typed by hand)."""
     lines = ["| N | row | F1 per seed | mean ± sd | wall (file) |", "|---|---|---|---|---|"]
-    for result in results:
-        for t in result["rows"].values():
-            per_seed = " / ".join(f"{seed}: " + seed_cell(result, t, seed, f)
-                                  for seed, f in zip(result["setting"]["seeds"], t["f1_per_seed"]))
-            mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
-            sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
-            lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} | "
-                         f"{result['wall_seconds'] / 60:.0f} min ({result['file']}) |")
+    order = [*ROWS, "student"]
+    rows = [(result, t) for result in results for t in result["rows"].values()]
+    # by size, then in the order of ROWS, whichever file a row came from
+    for result, t in sorted(rows, key=lambda rt: (rt[1]["size"], order.index(rt[1]["row"]))):
+        per_seed = " / ".join(f"{seed}: " + seed_cell(result, t, seed, f)
+                              for seed, f in zip(result["setting"]["seeds"], t["f1_per_seed"]))
+        mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
+        sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
+        lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} | "
+                     f"{result['wall_seconds'] / 60:.0f} min ({result['file']}) |")
     return "\n".join(lines)
 
 
