@@ -203,7 +203,6 @@ class TemporaryServer:
                 with temporary_settings({PREFECT_API_URL: self.api_url}) if relaunched else contextlib.nullcontext():
                     yield runs
             finally:
-                _drain_prefect_clients()
                 runs.wait()
                 if previous is None:
                     os.environ.pop("PREFECT_API_URL", None)
@@ -264,6 +263,8 @@ class RecordedRuns:
         return all(done.get(run, 0) >= count for run, count in self.expected.items())
 
     def wait(self, timeout: float = 5.0) -> bool:
+        """Send what this process still holds for the server, then wait for the records."""
+        _drain_prefect_clients()
         deadline = time.monotonic() + timeout
         while self.expected and time.monotonic() < deadline:
             try:
@@ -289,7 +290,6 @@ def prefect_started_server_runs() -> Iterator[RecordedRuns]:
 
             server = SubprocessASGIServer()  # the one Prefect's client started (an instance per port)
             if server.running:
-                _drain_prefect_clients()
                 runs.api_url = server.api_url
                 runs.wait()
 
