@@ -9,9 +9,10 @@ measurement: 500 source sentences with their translations (the teacher), 8,382 u
 sentences (pseudo-labeling, then the student). For each stage the script records wall seconds,
 optimizer steps per second, and the GPU's utilisation sampled every 0.1 s through NVML (the
 share of time a kernel was running, as nvidia-smi reports it). The student's loop replays CUDA
-graphs where the checkout has them (tasks/cuda_graphs.py; `--eager` turns them off), and the row
-then holds `graph_check`: one batch's loss and gradients through the graphs against the eager
-step, with dropout off (bf16 autocast on both, so they agree to bf16 precision, not bitwise).
+graphs where the checkout has them (tasks/cuda_graphs.py; `--eager` turns them off), and so does
+the teacher's where the checkout has its fixed-shape step. The row then holds `graph_check` and
+`teacher_graph_check`: one batch's loss and gradients through the graphs against the eager step,
+with dropout off (bf16 autocast on both, so they agree to bf16 precision, not bitwise).
 
 It uses only the loop API (fit, TeacherLoss, DistillLoss, predict_probs) that older commits have
 too, so the same script times an older checkout installed elsewhere:
@@ -122,6 +123,20 @@ def graph_check(encoder, labels, items, device) -> dict | None:
     return {"capture": {k: calls[0][k] for k in keep}, "replay": {k: calls[1][k] for k in keep}}
 
 
+def teacher_graph_check(encoder, labels, pairs, device) -> dict | None:
+    """The same for the teacher's graphed step (CE + TCL + LCL, balanced), over all parameters."""
+    from concner.tasks.train import TeacherLoss
+
+    if not hasattr(TeacherLoss, "graph_step") or device.type != "cuda":
+        return None
+    from gpu_graph_check import shapes_check
+
+    calls = shapes_check(encoder, labels, pairs[:64], {"first 16": list(range(16))}, ["first 16"] * 2, device,
+                         teacher=True)
+    keep = ("loss_eager", "loss_graph", "grad_rel_diff")
+    return {"capture": {k: calls[0][k] for k in keep}, "replay": {k: calls[1][k] for k in keep}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="name of this row in the output (e.g. before, after)")
@@ -131,7 +146,7 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=1, help="1 epoch = 524 steps at 8,382 sentences")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length-buckets", action="store_true")
-    parser.add_argument("--eager", action="store_true", help="no CUDA graphs in the student's loop")
+    parser.add_argument("--eager", action="store_true", help="no CUDA graphs in the teacher's and the student's loops")
     parser.add_argument("--compile", default="", help="stages (train,distill) whose training forward is compiled; "
                         "a warm-up fit of 64 items per such stage is timed apart")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_gpu"))
@@ -206,6 +221,8 @@ def main() -> None:
     teacher = ConcNerModel.from_encoder(encoder, labels).to(device)
     result, train = timed_stage(lambda: fit(teacher, pairs, TeacherLoss(label_ids, 128), settings(args.train_epochs, "train")))
     train["steps"] = len(result.steps)
+    train["cuda_graph_shapes"] = getattr(result, "cuda_graph_shapes", None)
+    train["cuda_graph_error"] = getattr(result, "cuda_graph_error", None)
     train["steps_per_s"] = round(train["steps"] / train["seconds"], 1)
 
     probs, pseudo = timed_stage(lambda: predict_probs(teacher, unlabeled, batch_size=32, max_length=128,
@@ -228,6 +245,7 @@ def main() -> None:
         "label": args.label,
         "mask_check": mask_check(teacher, unlabeled[:32]),
         "graph_check": checked(graph_check, encoder, labels, items, device),
+        "teacher_graph_check": checked(teacher_graph_check, encoder, labels, pairs, device),
         "code": str(Path(train_module.__file__).resolve().parent.parent),
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out")},
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

@@ -1,4 +1,5 @@
-"""CUDA graphs in the student's loop, checked over several batch shapes and through `fit` (by hand, on a GPU).
+"""CUDA graphs in the student's and the teacher's loops, checked over several batch shapes and
+through `fit` (by hand, on a GPU).
 
     python benchmarks/gpu_graph_check.py [--out benchmarks/results/gpu_graph_check.json]
 
@@ -13,6 +14,9 @@ This checks what that run could not:
 2. fit: the student's `fit` with a dev set, 2 epochs, from the same initial weights, with graphs
    and without: the shapes captured, any fallback error, per-epoch loss and dev F1 of both. On
    a GPU the two are not bitwise equal (padded widths, bf16 rounding), only close.
+3. and 4., the same for the teacher (CE + TCL + LCL with grad-norm balancing, LCL's O sample drawn
+   from a generator of one seed on both sides): English sentences paired with the Spanish ones,
+   every fourth without a translation; gradients over every parameter, the heads included.
 
 The encoder is a small random BERT built by models/tiny.py from the demo's text: what is checked
 is the loop, not what the weights know. The teacher's soft labels put 0.8 on the gold tag.
@@ -44,56 +48,66 @@ def joined(sentences, k: int):
     return out
 
 
-def flat_grads(model) -> torch.Tensor:
-    return torch.cat([p.grad.float().flatten() for p in model.token_model.parameters() if p.grad is not None])
+def flat_grads(model, teacher: bool = False) -> torch.Tensor:
+    params = model.parameters() if teacher else model.token_model.parameters()
+    return torch.cat([p.grad.float().flatten() for p in params if p.grad is not None])
 
 
-def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: list[str], device) -> list[dict]:
+def seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: list[str], device,
+                 teacher: bool = False) -> list[dict]:
+    """The student's step (items: (sentence, soft labels)) or, with `teacher`, the teacher's
+    (items: (source, translation or None))."""
     from concner.models.ner_model import ConcNerModel
     from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
     from concner.tasks.distill_loss import DistillLoss
+    from concner.tasks.train import TeacherLoss
 
     model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0).to(device)
-    loss = DistillLoss(max_length=128)
+    loss = TeacherLoss({label: i for i, label in enumerate(labels)}, 128) if teacher else DistillLoss(max_length=128)
     batches = loss.prepare(model, items)
     reference = {}
     for name, indices in groups.items():
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            eager = loss(model, batches.batch(indices), None)
+            eager = loss(model, batches.batch(indices), seeded())
         eager["loss"].backward()
-        reference[name] = (float(eager["loss"].detach()), flat_grads(model))
+        reference[name] = (float(eager["loss"].detach()), flat_grads(model, teacher))
         del eager  # its autograd graph must not outlive this pass (see tasks/cuda_graphs.py)
         model.zero_grad(set_to_none=True)
     graphs = GraphedSteps(lambda: loss.graph_step(model))
     calls = []
     for name in order:
-        static = batches.static_batch(groups[name], 16, WIDTH_MULTIPLE)
+        static = batches.static_batch(groups[name], 16, WIDTH_MULTIPLE, generator=seeded())
         terms = graphs(static)
         ref_loss, ref_grads = reference[name]
-        grads = flat_grads(model)
+        grads = flat_grads(model, teacher)
         calls.append({"batch": name, "shape": "x".join(map(str, static[0].shape)),
                       "loss_eager": round(ref_loss, 6), "loss_graph": round(float(terms["loss"]), 6),
                       "grad_rel_diff": float((grads - ref_grads).norm() / ref_grads.norm())})
-        print("shape check:", calls[-1], flush=True)
+        print("teacher" if teacher else "student", "shape check:", calls[-1], flush=True)
     return calls
 
 
-def fit_check(encoder, labels, items, dev, device) -> dict:
+def fit_check(encoder, labels, items, dev, device, teacher: bool = False) -> dict:
     from concner.models.ner_model import ConcNerModel
     from concner.tasks.distill_loss import DistillLoss
-    from concner.tasks.train import FitSettings, fit, seed_everything
+    from concner.tasks.train import FitSettings, TeacherLoss, fit, seed_everything
 
     out = {}
     for name, graphs in (("eager", False), ("graphs", True)):
         seed_everything(13)
         student = ConcNerModel.from_encoder(encoder, labels).to(device)
-        result = fit(student, items, DistillLoss(max_length=128),
+        loss = TeacherLoss({label: i for i, label in enumerate(labels)}, 128) if teacher else DistillLoss(max_length=128)
+        result = fit(student, items, loss,
                      FitSettings(epochs=2, batch_size=16, learning_rate=1e-4, patience=None, seed=13, cuda_graphs=graphs),
                      dev=dev)
         out[name] = {"steps": len(result.steps), "cuda_graph_shapes": result.cuda_graph_shapes,
                      "cuda_graph_error": result.cuda_graph_error, "best_epoch": result.best_epoch,
                      "epochs": [{k: round(v, 4) for k, v in e.items()} for e in result.epochs]}
-        print("fit check:", name, out[name], flush=True)
+        print("teacher" if teacher else "student", "fit check:", name, out[name], flush=True)
     return out
 
 
@@ -109,23 +123,29 @@ def main() -> None:
     from concner.tasks.conll import read_conll
 
     samples = REPO / "data" / "samples"
+    en = read_conll(samples / "en_train.conll")[0]
     es = read_conll(samples / "es_train.conll")[0]
     dev = read_conll(samples / "es_dev.conll")[0]
-    encoder = build_tiny_encoder([" ".join(s.tokens) for s in es], args.work / "encoder", vocab_size=8000,
+    encoder = build_tiny_encoder([" ".join(s.tokens) for s in en + es], args.work / "encoder", vocab_size=8000,
                                  hidden_size=256, num_layers=4, num_heads=4)
-    labels = ["O"] + sorted({t for s in es for t in s.tags} - {"O"})
+    labels = ["O"] + sorted({t for s in en + es for t in s.tags} - {"O"})
     sentences = es + joined(es, 3) + joined(es, 6)
     items = list(zip(sentences, peaked_teacher_probs(sentences, labels, 0.8)))
     n1, n3 = len(es), len(joined(es, 3))
     groups = {"single": list(range(16)), "three": list(range(n1, n1 + 16)), "six": list(range(n1 + n3, n1 + n3 + 16)),
               "short batch": list(range(100, 105))}
+    order = ["single", "three", "six", "short batch", "single", "six", "three", "short batch"]
+    # the teacher's pairs in the same groups: source k with its translation, every fourth without
+    src = en + joined(en, 3) + joined(en, 6)
+    pairs = [(s, None if k % 4 == 3 else t) for k, (s, t) in enumerate(zip(src, sentences))]
     device = torch.device("cuda")
     result = {
         "script": "gpu_graph_check.py",
         "device": torch.cuda.get_device_name(0),
-        "shapes": shapes_check(encoder, labels, items, groups,
-                               ["single", "three", "six", "short batch", "single", "six", "three", "short batch"], device),
+        "shapes": shapes_check(encoder, labels, items, groups, order, device),
         "fit": fit_check(encoder, labels, items, dev, device),
+        "teacher_shapes": shapes_check(encoder, labels, pairs, groups, order, device, teacher=True),
+        "teacher_fit": fit_check(encoder, labels, pairs[:len(en)], dev, device, teacher=True),
         "machine": machine_info(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

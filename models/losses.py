@@ -134,6 +134,68 @@ def label_contrastive_loss(
     return per_anchor.mean()
 
 
+# Masked logits get this instead of -inf: exp() of it is exactly 0 beside any real similarity, yet a
+# row with no real entry stays finite (an all -inf row gives NaN, and NaN * 0 weight is still NaN).
+_MASKED = -1e9
+
+
+def masked_translation_contrastive_loss(src_emb: Tensor, tgt_emb: Tensor, paired: Tensor, temperature: float) -> Tensor:
+    """`translation_contrastive_loss` over fixed-shape tensors: [R, D] sources and [R, D]
+    translation rows, of which only the rows with paired[i] = 1 take part (as pairs and as each
+    other's negatives). Equal to the plain loss on the paired rows alone; 0 with fewer than two.
+
+    Nothing here depends on the values of `paired` (no boolean indexing), so the step can be
+    captured as a CUDA graph and replayed (tasks/cuda_graphs.py)."""
+    if src_emb.shape != tgt_emb.shape or src_emb.dim() != 2 or paired.shape != src_emb.shape[:1]:
+        raise ValueError(f"expected two [R, D] tensors and [R] pairs, got {tuple(src_emb.shape)}, "
+                         f"{tuple(tgt_emb.shape)} and {tuple(paired.shape)}")
+    logits = F.normalize(src_emb, dim=-1) @ F.normalize(tgt_emb, dim=-1).T / temperature
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    is_pair = paired.bool()
+    w = paired.to(torch.float32)
+    n = w.sum().clamp_min(1.0)
+    s2t = F.cross_entropy(logits.masked_fill(~is_pair[None, :], _MASKED), targets, reduction="none")
+    t2s = F.cross_entropy(logits.T.masked_fill(~is_pair[None, :], _MASKED), targets, reduction="none")
+    # one pair alone is its own only candidate: its loss and gradient are exactly 0, as the plain
+    # loss gives with B == 1
+    return ((s2t.float() * w).sum() / n + (t2s.float() * w).sum() / n) / 2
+
+
+def masked_label_contrastive_loss(
+    features: Tensor,
+    labels: Tensor,
+    selected: Tensor,
+    temperature: float,
+    *,
+    o_label: int | None = None,
+    o_mode: OMode = "subsample",
+) -> Tensor:
+    """`label_contrastive_loss` over fixed-shape tensors: [N, D] features of every position,
+    their labels [N], and `selected` [N] (1 for the tokens that take part, as `_select_tokens`
+    chose them; the O sample is drawn on the host beforehand). The same loss as the plain form on
+    the selected rows; the choice of rows costs nothing but [N, N] similarities, which a GPU
+    computes in one go, and no value-dependent shape (see `masked_translation_contrastive_loss`)."""
+    if features.dim() != 2 or labels.shape != features.shape[:1] or selected.shape != labels.shape:
+        raise ValueError(f"expected features [N, D], labels [N] and selected [N], got {tuple(features.shape)}, "
+                         f"{tuple(labels.shape)} and {tuple(selected.shape)}")
+    n = features.shape[0]
+    sel = selected.bool()
+    not_self = ~torch.eye(n, dtype=torch.bool, device=features.device)
+    z = F.normalize(features, dim=-1)
+    sim = z @ z.T / temperature
+    candidates = sel[None, :] & not_self  # each anchor's denominator: every other selected token
+    log_prob = sim - torch.logsumexp(sim.masked_fill(~candidates, _MASKED), dim=1, keepdim=True)
+    positives = candidates & sel[:, None] & (labels[:, None] == labels[None, :])
+    n_pos = positives.sum(dim=1)
+    is_anchor = sel & (n_pos > 0)
+    if o_mode == "exclude_anchor" and o_label is not None:
+        is_anchor &= labels != o_label
+    # where, not a product: log_prob of a row with no candidate is huge, and huge * 0 may not be 0
+    per_anchor = -torch.where(positives, log_prob, 0.0).sum(dim=1) / n_pos.clamp_min(1)
+    w = is_anchor.to(per_anchor.dtype)
+    return (per_anchor * w).sum() / w.sum().clamp_min(1.0)
+
+
 def distillation_loss(
     student_logits: Tensor,
     teacher_probs: Tensor,

@@ -96,6 +96,9 @@ class TrainConfig(_Section):
     # torch.compile the training forward pass: fewer, fused GPU kernels; the first steps pay the
     # compilation (tens of seconds), so it pays on long runs on a GPU only
     compile: bool = False
+    # on a GPU, each batch shape's forward and backward (CE, TCL, LCL and their balancing) is
+    # captured once as a CUDA graph and replayed; no effect on a CPU, off when compile is on
+    cuda_graphs: bool = True
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)

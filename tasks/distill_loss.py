@@ -122,7 +122,8 @@ class DistillBatches:
                             move(torch.from_numpy(positions).long()), move(teacher),
                             None if confident is None or len(confident) == 0 else move(confident))
 
-    def static_batch(self, indices: Sequence[int], rows: int, width_multiple: int) -> tuple[torch.Tensor, ...]:
+    def static_batch(self, indices: Sequence[int], rows: int, width_multiple: int,
+                     generator=None) -> tuple[torch.Tensor, ...]:
         """The batch as dense tensors of a fixed shape, for `DenseDistillStep`: (input_ids,
         attention_mask [rows, width], teacher [rows, width, C], weight, confident [rows, width]).
 
@@ -130,7 +131,8 @@ class DistillBatches:
         to `width_multiple` columns (at most max_length), so that a training run meets only a
         few shapes and each is captured once. Where no labelled word starts, the teacher row is
         uniform and the weight 0; a padding row attends to its first position only, since a row
-        that attends to nothing gives NaN, and NaN * 0 is still NaN."""
+        that attends to nothing gives NaN, and NaN * 0 is still NaN. `generator` is unused (the
+        student's loss draws nothing); it is there because the loop hands one to every loss's batches."""
         indices = list(indices)
         width = self.table.width(indices)
         width = max(width, min(-(-width // width_multiple) * width_multiple, self.max_width))

@@ -71,7 +71,7 @@ def fit_settings(section, seed: int) -> FitSettings:
     """The loop settings of a train or distill config section."""
     from concner.tasks.train import FitSettings
 
-    # a loop setting that only one kind of section offers (cuda_graphs) keeps its default elsewhere
+    # a loop setting that a section does not offer keeps its default
     names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed" and hasattr(section, f.name)]
     return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
 

@@ -18,7 +18,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from concner.models.encoding import EncodedTable, encode_words, to_device
-from concner.models.losses import label_contrastive_loss, translation_contrastive_loss
+from concner.models.losses import _select_tokens, label_contrastive_loss, translation_contrastive_loss
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import device_of, evaluate_model
 from concner.tasks.progress import progress_bar
@@ -40,7 +40,7 @@ class FitSettings:
     length_buckets: bool = False  # batches of similar-length sentences (less padding; other batch mixes)
     compile: bool = False  # torch.compile the training forward pass (pays on a GPU over many steps)
     # on CUDA, replay each batch shape's forward and backward as CUDA graphs (tasks/cuda_graphs.py)
-    # where the loss offers a fixed-shape step (the student's does); ignored on a CPU
+    # where the loss offers a fixed-shape step (the teacher's and the student's do); ignored on a CPU
     cuda_graphs: bool = False
     seed: int = 13
 
@@ -128,7 +128,8 @@ def fit(
                 terms = None
                 if graphs is not None:  # forward and backward replayed: the gradients are in .grad
                     try:
-                        terms = graphs(batches.static_batch(indices, settings.batch_size, WIDTH_MULTIPLE))
+                        terms = graphs(batches.static_batch(indices, settings.batch_size, WIDTH_MULTIPLE,
+                                                             generator=loss_generator))
                     except Exception as e:  # a model whose forward cannot be captured: go on without
                         graphs, result.cuda_graph_error = None, f"{type(e).__name__}: {e}"
                         if log:
@@ -243,7 +244,21 @@ class TeacherLoss:
 
     def prepare(self, model, items: Sequence[tuple[Sentence, Sentence | None]]) -> "TeacherBatches":
         """Tokenize every source and translation once (see EncodedTable)."""
-        return TeacherBatches(model.tokenizer, items, self.label_ids, self.max_length, device_of(model))
+        return TeacherBatches(model.tokenizer, items, self.label_ids, self.max_length, device_of(model),
+                              select_tokens=self.lcl_tokens if self.lambda_lcl > 0 else None)
+
+    def lcl_tokens(self, labels: torch.Tensor, generator) -> torch.Tensor:
+        """Which of the labeled tokens (their labels, in batch order) LCL uses: the draw of
+        `label_contrastive_loss`, so that the fixed-shape step samples what the eager loss would."""
+        return _select_tokens(labels, ignore_index=-100, o_label=self.label_ids["O"], o_mode=self.lcl_o_mode,
+                              o_ratio=self.lcl_o_ratio, generator=generator)
+
+    def graph_step(self, model):
+        """This loss over `TeacherBatches.static_batch` tensors, as a module holding the model
+        (what `tasks/cuda_graphs.GraphedSteps` captures, forward and backward)."""
+        from concner.tasks.teacher_graph_step import DenseTeacherStep
+
+        return DenseTeacherStep(model, self)
 
     def __call__(self, model, batch: "TeacherBatch | Sequence[tuple[Sentence, Sentence | None]]",
                  generator) -> dict[str, torch.Tensor]:
@@ -324,12 +339,16 @@ class TeacherBatches:
     """The teacher's items tokenized once; `batch(indices)` cuts one step's tensors from them."""
 
     def __init__(self, tokenizer, items: Sequence[tuple[Sentence, Sentence | None]], label_ids: dict[str, int],
-                 max_length: int, device: torch.device):
+                 max_length: int, device: torch.device,
+                 select_tokens: Callable[[torch.Tensor, Any], torch.Tensor] | None = None):
         def table(sentences: Sequence[Sentence]) -> EncodedTable:
             labels = [[label_ids[t] for t in s.tags] for s in sentences]
             return EncodedTable(tokenizer, encode_words(tokenizer, [s.tokens for s in sentences], labels, max_length))
 
         self.device = device
+        self.select_tokens = select_tokens
+        self.max_width = max_length
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.sources = table([src for src, _ in items])
         paired = [tgt for _, tgt in items if tgt is not None]
         self.translations = table(paired)
@@ -352,3 +371,38 @@ class TeacherBatches:
             input_ids=move(host["input_ids"]), attention_mask=move(host["attention_mask"]), gold=move(host["labels"]),
             n_sources=len(indices), n_paired=len(paired), paired_sources=move(torch.tensor(paired, dtype=torch.long)),
             labeled_positions=move(labeled), labeled_gold=host["labels"].flatten()[labeled])
+
+    def static_batch(self, indices: Sequence[int], rows: int, width_multiple: int,
+                     generator=None) -> tuple[torch.Tensor, ...]:
+        """The batch as fixed-shape tensors for `DenseTeacherStep` (tasks/teacher_graph_step.py):
+        input_ids, attention_mask, gold [2 * rows, width], paired [rows], selected [2 * rows * width].
+
+        The width is rounded up to `width_multiple` (at most max_length), so that a run meets a
+        few shapes. Row i is source i, row rows + i its translation; a missing row attends to its
+        first position only (a row attending to nothing gives NaN, and NaN * 0 is still NaN).
+        LCL's tokens are drawn from `generator` as the eager loss draws them: the same labeled
+        tokens in the same order (the layouts differ only by empty rows), so the same sample."""
+        indices = list(indices)
+        paired = [b for b, i in enumerate(indices) if self.translation_row[i] >= 0]
+        tgt_rows = [self.translation_row[indices[b]] for b in paired]
+        width = max(self.sources.width(indices), self.translations.width(tgt_rows))
+        width = max(width, min(-(-width // width_multiple) * width_multiple, self.max_width))
+        src = self.sources.rows(indices, width)
+        input_ids = torch.full((2 * rows, width), self.pad_id, dtype=src["input_ids"].dtype)
+        attention_mask = torch.zeros((2 * rows, width), dtype=src["attention_mask"].dtype)
+        gold = torch.full((2 * rows, width), -100, dtype=torch.long)
+        attention_mask[:, 0] = 1
+        n = len(indices)
+        input_ids[:n], attention_mask[:n], gold[:n] = src["input_ids"], src["attention_mask"], src["labels"]
+        if tgt_rows:
+            tgt = self.translations.rows(tgt_rows, width)
+            at = torch.tensor(paired) + rows
+            input_ids[at], attention_mask[at], gold[at] = tgt["input_ids"], tgt["attention_mask"], tgt["labels"]
+        is_paired = torch.zeros(rows, dtype=torch.float32)
+        is_paired[paired] = 1.0
+        selected = torch.zeros(2 * rows * width, dtype=torch.float32)
+        if self.select_tokens is not None:
+            labeled = (gold.flatten() != -100).nonzero().squeeze(1)
+            selected[labeled[self.select_tokens(gold.flatten()[labeled], generator)]] = 1.0
+        move = lambda t: to_device(t, self.device)  # noqa: E731
+        return tuple(move(t) for t in (input_ids, attention_mask, gold, is_paired, selected))

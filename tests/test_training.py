@@ -181,3 +181,65 @@ def test_the_fixed_shape_student_step_gives_the_gathered_loss_and_gradients(samp
     assert set(got) == set(expected)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("o_mode, lambda_tcl, lambda_lcl, balance, features", [
+    ("subsample", 1.0, 1.0, "grad_norm", "head"),
+    ("exclude_anchor", 0.5, 2.0, "none", "hidden"),
+    ("keep", 0.0, 1.0, "grad_norm", "head"),
+])
+def test_the_fixed_shape_teacher_step_gives_the_eager_loss_and_gradients(samples, encoder, o_mode, lambda_tcl,
+                                                                          lambda_lcl, balance, features):
+    """What a CUDA graph replays for the teacher is its loss over a fixed layout (sources, then each
+    translation at its source's row + R, empty rows where there is none, the width rounded up,
+    LCL's tokens as a mask). On a CPU it must give the eager loss's terms and gradients, LCL's O
+    sample included: both draw it from a generator of the same seed."""
+    en, es = samples
+    labels = label_list(entity_types(en))
+    model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0)
+    loss = TeacherLoss({label: i for i, label in enumerate(labels)}, max_length=64, lambda_tcl=lambda_tcl,
+                       lambda_lcl=lambda_lcl, lcl_o_mode=o_mode, balance=balance, lcl_features=features)
+    # sentence 1 and 5 have no translation; a short batch of 5 in a batch of 6 rows
+    items = [(src, None if i in (1, 5) else tgt) for i, (src, tgt) in enumerate(zip(en[:8], es[:8]))]
+    batches = loss.prepare(model, items)
+    indices = [3, 1, 6, 5, 0]
+
+    eager = loss(model, batches.batch(indices), torch.Generator().manual_seed(7))
+    eager["loss"].backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+
+    static = batches.static_batch(indices, rows=6, width_multiple=32, generator=torch.Generator().manual_seed(7))
+    width = static[0].shape[1]
+    assert static[0].shape == (12, width) and width % 32 == 0 and static[3].tolist() == [1, 0, 1, 0, 1, 0]
+    step = loss.graph_step(model)
+    dense = dict(zip(step.names, step(*static)))
+    dense["loss"].backward()
+
+    assert set(eager) <= set(dense)
+    for name in dense:
+        assert dense[name].item() == pytest.approx(eager[name].item(), rel=1e-5, abs=1e-6), name
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6)
+
+
+def test_the_fixed_shape_teacher_step_is_zero_where_the_eager_loss_leaves_a_term_out(samples, encoder):
+    """A batch with one translation (TCL needs two) or none: the eager loss has no TCL (or no
+    CE on translations) there; the fixed-shape step reports 0 for them and the same total loss."""
+    en, es = samples
+    labels = label_list(entity_types(en))
+    model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0)
+    loss = TeacherLoss({label: i for i, label in enumerate(labels)}, max_length=64)
+    items = [(en[0], es[0]), (en[1], None), (en[2], None)]
+    batches = loss.prepare(model, items)
+    step = loss.graph_step(model)
+    for indices in ([0, 1, 2], [1, 2]):
+        eager = loss(model, batches.batch(indices), torch.Generator().manual_seed(3))
+        static = batches.static_batch(indices, rows=4, width_multiple=32, generator=torch.Generator().manual_seed(3))
+        dense = dict(zip(step.names, step(*static)))
+        assert "tcl" not in eager and dense["tcl"].item() == 0.0
+        assert dense["loss"].item() == pytest.approx(eager["loss"].item(), rel=1e-5)
+        assert torch.isfinite(torch.stack(list(dense.values()))).all()
+    assert "ce_target" not in eager and dense["ce_target"].item() == 0.0
