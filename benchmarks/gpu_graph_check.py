@@ -80,7 +80,9 @@ def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: li
     graphs = GraphedSteps(lambda: loss.graph_step(model))
     calls = []
     for name in order:
-        static = batches.static_batch(groups[name], 16, WIDTH_MULTIPLE, generator=seeded())
+        # the generator only where LCL draws from it: an older student's batches take none
+        extra = {"generator": seeded()} if teacher else {}
+        static = batches.static_batch(groups[name], 16, WIDTH_MULTIPLE, **extra)
         terms = graphs(static)
         ref_loss, ref_grads = reference[name]
         grads = flat_grads(model, teacher)
