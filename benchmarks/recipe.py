@@ -15,6 +15,7 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
     (only with --rows)   + TCL only; + LCL only; + LCL only, on the classifier's features
 
     python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64] [--rows ...]
+                                [--set train.epochs=10 ...]   # a change to every row (recorded in the file)
     python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe.json
 
 Each (size, seed) runs in its own process (torch threads = cores / jobs), all into one store, so
@@ -93,7 +94,7 @@ def base_config(size: int, unlabeled: Path, max_length: int) -> dict:
 
 
 def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, unlabeled: int, threads: int,
-             rows: list[str]) -> dict:
+             rows: list[str], common: tuple[str, ...] = ()) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -113,7 +114,8 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     for row in rows:
         overrides = ROWS[row]
         teacher = row == "ConCNER teacher"
-        sets = [f"{k}={json.dumps(v)}" for k, v in {"seed": seed, **overrides}.items()]
+        # the run-wide changes first: a row's own overrides (what defines the row) win
+        sets = [*common, *(f"{k}={json.dumps(v)}" for k, v in {"seed": seed, **overrides}.items())]
         cfg = config_from_dict(config, base_dir=REPO, overrides=sets)
         started = time.time()
         try:
@@ -187,6 +189,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=DEFAULT_ROWS,
                         help="which rows to run (the student comes with 'ConCNER teacher'); default: "
                         + ", ".join(DEFAULT_ROWS))
+    parser.add_argument("--set", dest="common", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config change for every row (as `concner run --set`); the rows' own win")
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (store, unlabeled files); default: a new temporary folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
@@ -210,7 +214,7 @@ def main() -> None:
                              initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         end_workers_on_sigterm(pool)
         futures = {pool.submit(run_seed, *job, str(store), str(work), args.max_length, args.unlabeled, threads,
-                               args.rows): job for job in jobs}
+                               args.rows, tuple(args.common)): job for job in jobs}
         for future in as_completed(futures):
             per_run[futures[future]] = future.result()
             write_result(args.out, summarise(args, jobs, per_run, started))
@@ -257,6 +261,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                     "translation": "parallel_en_es/es.txt, labels projected (mwmf, MiniLM layer 4)",
                     "encoder": "all-MiniLM-L6-v2", "test": "conll2002_es/test.txt", "selection": "source_dev",
                     "max_length": args.max_length, "unlabeled": args.unlabeled, "seeds": args.seeds,
+                    "set": args.common,
                     "score": "seqeval micro F1, default (conlleval) mode",
                     "train_defaults": {k: getattr(defaults, k) for k in (
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
