@@ -67,6 +67,13 @@ def save_curves(result: FitResult, out: Path) -> None:
     pd.DataFrame(result.epochs).to_parquet(out / EPOCHS, index=False)
 
 
+def graph_metrics(result: FitResult) -> dict:
+    """On a GPU, the batch shapes the loop replayed as CUDA graphs, and why it went on without them
+    if it did (nothing on a CPU): a fallback is a warning in the log, and kept in the manifest too."""
+    return {k: v for k, v in (("cuda_graph_shapes", result.cuda_graph_shapes),
+                              ("cuda_graph_error", result.cuda_graph_error)) if v}
+
+
 def fit_settings(section, seed: int) -> FitSettings:
     """The loop settings of a train or distill config section."""
     from concner.tasks.train import FitSettings

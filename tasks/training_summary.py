@@ -100,6 +100,10 @@ def model_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) ->
                       + (" (stopped early)" if m.get("stopped_early") else ""),
         "model": model_folder(folder),
     }
+    if m.get("cuda_graph_error"):
+        figures["CUDA graphs"] = f"off after an error: {m['cuda_graph_error']}"
+    elif m.get("cuda_graph_shapes"):
+        figures["CUDA graphs"] = "batch shapes " + ", ".join(m["cuda_graph_shapes"])
     blocks: list[Block] = [Figures(f"{stage}: summary", figures)]
     if m.get("scores"):
         blocks.append(scores_table("scores on labeled target sets (%)", m["scores"]))

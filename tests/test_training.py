@@ -243,3 +243,25 @@ def test_the_fixed_shape_teacher_step_is_zero_where_the_eager_loss_leaves_a_term
         assert dense["loss"].item() == pytest.approx(eager["loss"].item(), rel=1e-5)
         assert torch.isfinite(torch.stack(list(dense.values()))).all()
     assert "ce_target" not in eager and dense["ce_target"].item() == 0.0
+
+
+def test_a_cuda_graph_fallback_is_kept_in_the_manifest_and_shown_in_the_stage_summary(tmp_path):
+    """On a GPU, a step that cannot be captured makes the loop go on without graphs: besides the
+    log's warning, the stage's manifest keeps why, and `concner inspect --stage` shows it. On a
+    CPU there is nothing to record, so CPU manifests stay as they were."""
+    from concner.tasks.model_training import graph_metrics
+    from concner.tasks.summary import SampleQuery
+    from concner.tasks.train import FitResult
+    from concner.tasks.training_summary import model_summary
+
+    assert graph_metrics(FitResult()) == {}
+    failed = graph_metrics(FitResult(cuda_graph_error="RuntimeError: operation not permitted when stream is capturing"))
+    replayed = graph_metrics(FitResult(cuda_graph_shapes=["32x32", "32x64"]))
+
+    def figures(metrics: dict) -> dict:
+        summary = model_summary({"stage": "train", "metrics": {"epochs": [], **metrics}}, tmp_path, SampleQuery())
+        return dict(summary.blocks[0].items)
+
+    assert "CUDA graphs" not in figures({})
+    assert figures(failed)["CUDA graphs"] == "off after an error: RuntimeError: operation not permitted when stream is capturing"
+    assert figures(replayed)["CUDA graphs"] == "batch shapes 32x32, 32x64"

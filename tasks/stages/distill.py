@@ -13,7 +13,8 @@ from concner.tasks.artifacts import MODEL, load_pseudo_labels
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
 from concner.tasks.model_refs import TINY, resolve_encoder
-from concner.tasks.model_training import dev_set, fit_settings, save_curves, score_target_sets, scores_headline
+from concner.tasks.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
+                                          scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.training_summary import model_summary
 
@@ -57,6 +58,7 @@ def compute_distill(ctx: StageContext) -> None:
         dev_set=dev_name,
         best_epoch=result.best_epoch,
         epochs=result.epochs,
+        **graph_metrics(result),
         scores=score_target_sets(student, ctx.inputs, ctx.out, max_length=d.max_length, log=ctx.log,
                                  selected_on=dev_name),
     )

@@ -16,8 +16,8 @@ from concner.tasks.config import RunConfig
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.errors import UserError
 from concner.tasks.model_refs import TINY, resolve_encoder
-from concner.tasks.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, save_curves, score_target_sets,
-                                          scores_headline)
+from concner.tasks.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, graph_metrics, save_curves,
+                                          score_target_sets, scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.training_summary import model_summary
 from concner.tasks.tags import spans
@@ -101,6 +101,7 @@ def compute_train(ctx: StageContext) -> None:
         stopped_early=result.stopped_early,
         epochs=result.epochs,
         final_loss_terms={k: v for k, v in result.steps[-1].items() if k not in ("step", "epoch", "lr")},
+        **graph_metrics(result),
         scores=score_target_sets(model, ctx.inputs, ctx.out, max_length=t.max_length, log=ctx.log,
                                  selected_on=dev_name),
     )
