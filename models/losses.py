@@ -6,6 +6,9 @@
   (supervised contrastive loss, Khosla et al. 2020), with options for the dominant O label.
 - distillation_loss: the student matches the teacher's per-token label distributions
   (KL as Hinton et al. 2015, or MSE as Wu et al. 2020).
+- masked_translation_contrastive_loss, masked_label_contrastive_loss,
+  weighted_distillation_loss: the same losses over fixed-shape tensors, with the rows that take
+  part given as masks, for steps replayed as CUDA graphs (tasks/cuda_graphs.py).
 
 Notation: z = x / ||x||_2 (L2-normalized), s_ij = z_i . z_j (cosine similarity), tau = temperature.
 """
@@ -41,7 +44,7 @@ def translation_contrastive_loss(src_emb: Tensor, tgt_emb: Tensor, temperature: 
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def _select_tokens(
+def select_lcl_tokens(
     labels: Tensor,
     *,
     ignore_index: int,
@@ -102,7 +105,7 @@ def label_contrastive_loss(
         raise ValueError(f"unknown o_mode {o_mode!r}")
     # The choice of tokens, anchors and positives depends on the labels alone: it is made where
     # the labels are (the host, in training), so a GPU step never waits for it.
-    idx = _select_tokens(
+    idx = select_lcl_tokens(
         labels, ignore_index=ignore_index, o_label=o_label, o_mode=o_mode, o_ratio=o_ratio, generator=generator
     )
     zero = features.sum() * 0
@@ -171,7 +174,7 @@ def masked_label_contrastive_loss(
     o_mode: OMode = "subsample",
 ) -> Tensor:
     """`label_contrastive_loss` over fixed-shape tensors: [N, D] features of every position,
-    their labels [N], and `selected` [N] (1 for the tokens that take part, as `_select_tokens`
+    their labels [N], and `selected` [N] (1 for the tokens that take part, as `select_lcl_tokens`
     chose them; the O sample is drawn on the host beforehand). The same loss as the plain form on
     the selected rows; the choice of rows costs nothing but [N, N] similarities, which a GPU
     computes in one go, and no value-dependent shape (see `masked_translation_contrastive_loss`)."""

@@ -18,7 +18,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from concner.models.encoding import EncodedTable, encode_words, to_device
-from concner.models.losses import _select_tokens, label_contrastive_loss, translation_contrastive_loss
+from concner.models.losses import label_contrastive_loss, select_lcl_tokens, translation_contrastive_loss
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import device_of, evaluate_model
 from concner.tasks.progress import progress_bar
@@ -250,7 +250,7 @@ class TeacherLoss:
     def lcl_tokens(self, labels: torch.Tensor, generator) -> torch.Tensor:
         """Which of the labeled tokens (their labels, in batch order) LCL uses: the draw of
         `label_contrastive_loss`, so that the fixed-shape step samples what the eager loss would."""
-        return _select_tokens(labels, ignore_index=-100, o_label=self.label_ids["O"], o_mode=self.lcl_o_mode,
+        return select_lcl_tokens(labels, ignore_index=-100, o_label=self.label_ids["O"], o_mode=self.lcl_o_mode,
                               o_ratio=self.lcl_o_ratio, generator=generator)
 
     def graph_step(self, model):

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from concner.models.losses import distillation_loss, label_contrastive_loss, translation_contrastive_loss
+from concner.models.losses import (distillation_loss, label_contrastive_loss, masked_label_contrastive_loss,
+                                   masked_translation_contrastive_loss, translation_contrastive_loss)
 
 
 def nll(pos: float, denom: list[float]) -> float:
@@ -231,3 +232,35 @@ def test_distillation_empty_mask_and_gradcheck():
     for kind in ("kl", "mse"):
         fn = lambda s: distillation_loss(s, probs.double(), mask, kind=kind, temperature=2.0)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (student,))
+
+
+def test_masked_tcl_equals_tcl_on_the_paired_rows_alone_and_is_zero_below_two_pairs():
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.randn(6, 8, generator=g, requires_grad=True), torch.randn(6, 8, generator=g)
+    paired = torch.tensor([1.0, 0, 1, 1, 0, 1])
+    keep = paired.bool()
+    masked = masked_translation_contrastive_loss(src, tgt, paired, 0.1)
+    assert masked.item() == pytest.approx(translation_contrastive_loss(src[keep], tgt[keep], 0.1).item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(masked, src)
+    assert grad[~keep].abs().max() == 0  # an unpaired row is no negative either
+    for one_or_none in (torch.tensor([0.0, 0, 1, 0, 0, 0]), torch.zeros(6)):
+        loss = masked_translation_contrastive_loss(src, tgt, one_or_none, 0.1)
+        (grad,) = torch.autograd.grad(loss, src)
+        assert loss.item() == 0 and grad.abs().max() == 0
+
+
+@pytest.mark.parametrize("o_mode", ["keep", "exclude_anchor"])
+def test_masked_lcl_equals_lcl_on_the_selected_tokens_alone(o_mode):
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(12, 8, generator=g, requires_grad=True)
+    labels = torch.tensor([0, 1, 1, 0, 2, -100, 0, 2, 1, 0, 3, -100])
+    selected = torch.tensor([1.0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0])  # 3 has no partner left: no anchor
+    keep = selected.bool()
+    plain = label_contrastive_loss(features[keep], labels[keep], 0.1, o_label=0, o_mode=o_mode)
+    masked = masked_label_contrastive_loss(features, labels, selected, 0.1, o_label=0, o_mode=o_mode)
+    assert masked.item() == pytest.approx(plain.item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(masked, features)
+    assert torch.isfinite(grad).all() and grad[~keep].abs().max() == 0
+    nothing = masked_label_contrastive_loss(features, labels, torch.zeros(12), 0.1, o_label=0, o_mode=o_mode)
+    assert nothing.item() == 0
+
