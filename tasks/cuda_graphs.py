@@ -30,6 +30,12 @@ WIDTH_MULTIPLE = 32  # max_length 128 gives at most 4 shapes (32, 64, 96, 128 su
 WARMUP_PASSES = 2  # uncaptured passes per shape first: cuBLAS and others allocate lazily
 
 
+def graph_width(width: int, multiple: int, max_width: int) -> int:
+    """A batch's width rounded up to `multiple` (never past max_width, never below width), so that
+    a run meets a few shapes, each captured once."""
+    return max(width, min(-(-width // multiple) * multiple, max_width))
+
+
 class GraphedSteps:
     """Per input shape, one CUDA graph of the step module's forward and backward pass.
 

@@ -15,6 +15,7 @@ import torch
 
 from concner.models.encoding import EncodedTable, encode_words, to_device
 from concner.models.losses import distillation_loss, weighted_distillation_loss
+from concner.tasks.cuda_graphs import graph_width
 from concner.tasks.corpus import Sentence
 from concner.tasks.evaluate import device_of
 
@@ -135,7 +136,7 @@ class DistillBatches:
         student's loss draws nothing); it is there because the loop hands one to every loss's batches."""
         indices = list(indices)
         width = self.table.width(indices)
-        width = max(width, min(-(-width // width_multiple) * width_multiple, self.max_width))
+        width = graph_width(width, width_multiple, self.max_width)
         host = self.table.rows(indices, width)
         n, c = len(indices), self.n_labels
         input_ids = torch.full((rows, width), self.pad_id, dtype=host["input_ids"].dtype)

@@ -20,6 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 from concner.models.encoding import EncodedTable, encode_words, to_device
 from concner.models.losses import label_contrastive_loss, select_lcl_tokens, translation_contrastive_loss
 from concner.tasks.corpus import Sentence
+from concner.tasks.cuda_graphs import graph_width
 from concner.tasks.evaluate import device_of, evaluate_model
 from concner.tasks.progress import progress_bar
 
@@ -358,11 +359,16 @@ class TeacherBatches:
         self.lengths = [max(n, self.translations.lengths[r]) if r >= 0 else n
                         for n, r in zip(self.sources.lengths, self.translation_row)]
 
-    def batch(self, indices: Sequence[int]) -> TeacherBatch:
-        indices = list(indices)
+    def _pairs(self, indices: list[int]) -> tuple[list[int], list[int], int]:
+        """The batch positions that have a translation, those translations' rows, and the width
+        that fits every source and translation of the batch."""
         paired = [b for b, i in enumerate(indices) if self.translation_row[i] >= 0]
         tgt_rows = [self.translation_row[indices[b]] for b in paired]
-        width = max(self.sources.width(indices), self.translations.width(tgt_rows))
+        return paired, tgt_rows, max(self.sources.width(indices), self.translations.width(tgt_rows))
+
+    def batch(self, indices: Sequence[int]) -> TeacherBatch:
+        indices = list(indices)
+        paired, tgt_rows, width = self._pairs(indices)
         parts = [self.sources.rows(indices, width)] + ([self.translations.rows(tgt_rows, width)] if tgt_rows else [])
         host = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         labeled = (host["labels"] != -100).flatten().nonzero().squeeze(1)
@@ -383,10 +389,8 @@ class TeacherBatches:
         LCL's tokens are drawn from `generator` as the eager loss draws them: the same labeled
         tokens in the same order (the layouts differ only by empty rows), so the same sample."""
         indices = list(indices)
-        paired = [b for b, i in enumerate(indices) if self.translation_row[i] >= 0]
-        tgt_rows = [self.translation_row[indices[b]] for b in paired]
-        width = max(self.sources.width(indices), self.translations.width(tgt_rows))
-        width = max(width, min(-(-width // width_multiple) * width_multiple, self.max_width))
+        paired, tgt_rows, width = self._pairs(indices)
+        width = graph_width(width, width_multiple, self.max_width)
         src = self.sources.rows(indices, width)
         input_ids = torch.full((2 * rows, width), self.pad_id, dtype=src["input_ids"].dtype)
         attention_mask = torch.zeros((2 * rows, width), dtype=src["attention_mask"].dtype)
