@@ -261,7 +261,8 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                     "translation": "parallel_en_es/es.txt, labels projected (mwmf, MiniLM layer 4)",
                     "encoder": "all-MiniLM-L6-v2", "test": "conll2002_es/test.txt", "selection": "source_dev",
                     "max_length": args.max_length, "unlabeled": args.unlabeled, "seeds": args.seeds,
-                    "set": args.common,
+                    # only where given: a run without --set writes what the script wrote before it
+                    **({"set": args.common} if args.common else {}),
                     "score": "seqeval micro F1, default (conlleval) mode",
                     "train_defaults": {k: getattr(defaults, k) for k in (
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
