@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,28 @@ def write_result(path: Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
+def code_commit() -> str | None:
+    """The commit the measured code came from: the checkout's HEAD (marked "+changes" when the tree
+    differs from it), else CONCNER_COMMIT for a copy made with `git archive` (no .git beside it)."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + (" +changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("CONCNER_COMMIT")
+
+
 def machine_info() -> dict:
-    """What every benchmark records about the machine and library versions it ran on."""
+    """What every benchmark records about the machine, the code and library versions it ran on."""
     import torch
     import transformers
 
     return {
+        "commit": code_commit(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
