@@ -9,8 +9,9 @@
 # parallel_en_es and conll2002_es). The checkout is installed into a folder of its own and recipe.py
 # run with `python3 -P` from outside it, so the repository's concner/ folder cannot shadow the package.
 # The work folder (the artifact store) is /tmp/gpu_recipe_work: a second call on the same machine
-# reuses every artifact the first one finished. recipe.py writes OUT_DIR/recipe_gpu.json after every
-# (size, seed), so a run cut off at RECIPE_TIMEOUT seconds keeps what it measured.
+# reuses every artifact the first one finished. recipe.py writes OUT_DIR/$RESULT (default
+# recipe_gpu.json) after every (size, seed), so a run cut off at RECIPE_TIMEOUT seconds keeps what it
+# measured.
 set -uo pipefail
 out=${1:?usage: gpu_recipe.sh OUT_DIR STASH [recipe.py arguments]}
 stash=${2:?usage: gpu_recipe.sh OUT_DIR STASH [recipe.py arguments]}
@@ -32,6 +33,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 cd /tmp
 python3 -P -c "import concner.flows.pipeline, simalign, seqeval, torch; print('imports ok; cuda:', torch.cuda.is_available())" || exit 1
 timeout "${RECIPE_TIMEOUT:-520}" python3 -P "$repo/benchmarks/recipe.py" --work /tmp/gpu_recipe_work \
-    --out "$out/recipe_gpu.json" "$@" 2>&1 | tee "$out/recipe.log" \
+    --out "$out/${RESULT:-recipe_gpu.json}" "$@" 2>&1 | tee "$out/$(basename "${RESULT:-recipe_gpu.json}" .json).log" \
     | grep -E "^size |^[0-9]+/|Error|error|Traceback|guard" | cut -c1-300 | head -n 80
 echo "recipe exit: ${PIPESTATUS[0]}"
