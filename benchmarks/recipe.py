@@ -255,7 +255,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
             }
     import concner.tasks.config as config_module
 
-    defaults = config_module.TrainConfig()
+    defaults, distill = config_module.TrainConfig(), config_module.DistillConfig()
     return {
         "setting": {"source": "parallel_en_es/en.txt (200 held out as source dev, then N sampled)",
                     "translation": "parallel_en_es/es.txt, labels projected (mwmf, MiniLM layer 4)",
@@ -266,7 +266,9 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                     "score": "seqeval micro F1, default (conlleval) mode",
                     "train_defaults": {k: getattr(defaults, k) for k in (
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
-                        "patience", "select_on", "min_selection_f1")}},
+                        "patience", "select_on", "min_selection_f1")},
+                    "distill_defaults": {k: getattr(distill, k) for k in (
+                        "epochs", "min_steps", "patience", "select_on", "loss", "temperature")}},
         "rows": table,
         "runs": {f"{size}/{seed}": per_run[(size, seed)] for size, seed in jobs if (size, seed) in per_run},
         "pending": [f"{size}/{seed}" for size, seed in jobs if (size, seed) not in per_run],
