@@ -16,7 +16,7 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
 
     python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64] [--rows ...]
                                 [--set train.epochs=10 ...]   # a change to every row (recorded in the file)
-    python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe.json
+    python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe*.json
 
 Each (size, seed) runs in its own process (torch threads = cores / jobs), all into one store, so
 the members share ingest/translate/project artifacts; the largest sizes start first. The result
@@ -153,17 +153,19 @@ def seed_cell(result: dict, row: dict, seed: int, f1: float | None) -> str:
 
 def markdown_table(results: list[dict]) -> str:
     """The README table, from the JSON files (never typed by hand)."""
-    lines = ["| N | row | F1 per seed | mean ± sd | wall (file) |", "|---|---|---|---|---|"]
+    lines = ["| N | row | F1 per seed | mean ± sd | wall, device (file) |", "|---|---|---|---|---|"]
     order = [*ROWS, "student"]
     rows = [(result, t) for result in results for t in result["rows"].values()]
-    # by size, then in the order of ROWS, whichever file a row came from
-    for result, t in sorted(rows, key=lambda rt: (rt[1]["size"], order.index(rt[1]["row"]))):
+    # by size, then by file (one device and one code per block), then in the order of ROWS
+    for result, t in sorted(rows, key=lambda rt: (rt[1]["size"], rt[0]["file"], order.index(rt[1]["row"]))):
         per_seed = " / ".join(f"{seed}: " + seed_cell(result, t, seed, f)
                               for seed, f in zip(result["setting"]["seeds"], t["f1_per_seed"]))
         mean = "-" if t["mean"] is None else f"{100 * t['mean']:.1f}"
         sd = "" if t["stdev"] is None else f" ± {100 * t['stdev']:.1f}"
+        machine = result["machine"]
+        device = machine.get("cuda_device") or f"{machine['cpu_count']}-core CPU"
         lines.append(f"| {t['size']} | {t['row']} | {per_seed} | {mean}{sd} | "
-                     f"{result['wall_seconds'] / 60:.0f} min ({result['file']}) |")
+                     f"{result['wall_seconds'] / 60:.0f} min, {device} ({result['file']}) |")
     return "\n".join(lines)
 
 

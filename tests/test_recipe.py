@@ -167,3 +167,42 @@ def test_progress_is_logged_as_lines_when_not_on_a_terminal(monkeypatch, capsys)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].startswith("distilling student: 1/3 (") and "ETA" in lines[0] and "loss 1.000" in lines[0]
     assert lines[-1].startswith("distilling student: 3/3 (") and "loss 0.333" in lines[-1]
+
+
+def _recipe_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_script", REPO / "benchmarks" / "recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(file: str, machine: dict, rows: dict, runs: dict) -> dict:
+    return {"file": file, "machine": machine, "wall_seconds": 150.0, "setting": {"seeds": [13, 14]},
+            "runs": runs, "rows": {f"{size}/{row}": {"size": size, "row": row, "f1_per_seed": f1s,
+                                                      "mean": None if None in f1s else sum(f1s) / len(f1s),
+                                                      "stdev": None}
+                                   for (size, row), f1s in rows.items()}}
+
+
+def test_the_readme_table_keeps_each_file_and_device_in_a_block_of_its_own():
+    """README's recipe table is written from the result files: rows of one N stay together, a
+    CPU file's rows are not mixed in among a GPU file's, each row says its device, and a seed the
+    guard stopped is shown as such, not as a score."""
+    gpu = _result("recipe_gpu.json", {"cuda_device": "NVIDIA H200", "cpu_count": 16},
+                  {(100, "ConCNER teacher"): [0.4, 0.38], (100, "source only"): [0.25, 0.26],
+                   (500, "CE + translations"): [0.47, 0.48]},
+                  {"100/13": {}, "100/14": {}, "500/13": {}, "500/14": {}})
+    cpu = _result("recipe_cpu_n100.json", {"cuda_device": None, "cpu_count": 2},
+                  {(100, "source only"): [0.24, None], (100, "student"): [0.39, 0.40]},
+                  {"100/13": {}, "100/14": {"source only": {"f1": None, "error": "stopped"}}})
+    lines = _recipe_script().markdown_table([gpu, cpu]).splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert [(c[0], c[1], c[4].split("(")[1]) for c in cells] == [
+        ("100", "source only", "recipe_cpu_n100.json)"), ("100", "student", "recipe_cpu_n100.json)"),
+        ("100", "source only", "recipe_gpu.json)"), ("100", "ConCNER teacher", "recipe_gpu.json)"),
+        ("500", "CE + translations", "recipe_gpu.json)")]
+    assert cells[0][2] == "13: 24.0 / 14: guard stopped it" and cells[0][3] == "-"
+    assert cells[0][4].startswith("2 min, 2-core CPU") and cells[2][4].startswith("2 min, NVIDIA H200")
+    assert cells[3][2] == "13: 40.0 / 14: 38.0" and cells[3][3] == "39.0"
