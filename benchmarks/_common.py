@@ -27,17 +27,20 @@ def write_result(path: Path, result: dict) -> None:
 
 
 def code_commit() -> str | None:
-    """The commit the measured code came from: the checkout's HEAD (marked "+changes" when the tree
-    differs from it), else CONCNER_COMMIT for a copy made with `git archive` (no .git beside it)."""
+    """The commit the measured code came from: CONCNER_COMMIT when set (a copy made with `git
+    archive`, or a copied tree whose .git is not its own), else the checkout's HEAD, marked
+    "+changes" when tracked files differ from it."""
+    if os.environ.get("CONCNER_COMMIT"):
+        return os.environ["CONCNER_COMMIT"]
     repo = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        return head + (" +changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("CONCNER_COMMIT")
+        return None
+    return head + (" +changes" if dirty else "")
 
 
 def machine_info() -> dict:

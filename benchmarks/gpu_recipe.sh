@@ -11,7 +11,14 @@
 # The work folder (the artifact store) is /tmp/gpu_recipe_work: a second call on the same machine
 # reuses every artifact the first one finished. recipe.py writes OUT_DIR/$RESULT (default
 # recipe_gpu.json) after every (size, seed), so a run cut off at RECIPE_TIMEOUT seconds keeps what it
-# measured.
+# measured. CONCNER_COMMIT names the commit in the result (the copied tree may carry a stale .git).
+#
+# The stash as built for recipe_gpu.json (a call carries at most 64 MiB, so it went over in three
+# calls on one warm machine, each copying its part to /tmp/stash): wheels from `pip download
+# --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 ... prefect==3.8.8
+# fastapi==0.150.0 "sqlalchemy[asyncio]<2.1"` less what the machine has, plus simalign 0.4 and a
+# seqeval 1.2.2 wheel built here (39 MB); the model file split in two with `split -b 46000000`,
+# joined there with cat and checked by sha256.
 set -uo pipefail
 out=${1:?usage: gpu_recipe.sh OUT_DIR STASH [recipe.py arguments]}
 stash=${2:?usage: gpu_recipe.sh OUT_DIR STASH [recipe.py arguments]}
