@@ -17,16 +17,19 @@ from dataclasses import dataclass
 from concner.tasks.config import RunConfig
 from concner.tasks.model_info import ModelInfo
 
-# benchmarks/results/recipe.json, runs["500/13"]["ConCNER teacher"] (one torch thread, a second run
-# beside it on the other core): stage_seconds.train = 426.47 s for train_steps = 160 (500 pairs,
-# batch 16 pairs = 32 sentences with translations, TCL + LCL, max_length 64), per-epoch scoring included
-TRAIN_S_PER_STEP = 426.47 / 160
+# benchmarks/results/recipe_cpu_n100.json, runs["100/13"]["ConCNER teacher"]: three (size, seed) runs
+# shared the 2 cores (recipe.py --jobs 3, one torch thread each), so a run had 2/3 of a core; the
+# figures below are scaled to one core of its own
+RECIPE_CORE_SHARE = 2 / 3
+# stage_seconds.train = 702.62 s for train_steps = 154 (100 pairs, batch 16 pairs = 32 sentences
+# with translations, TCL + LCL, max_length 64), per-epoch scoring included
+TRAIN_S_PER_STEP = 702.62 / 154 * RECIPE_CORE_SHARE
 TRAIN_BENCH_BATCH = 16
-# ... stage_seconds.pseudo_label = 13.98 s for 1,000 unlabeled sentences
-PSEUDO_S_PER_SENTENCE = 13.98 / 1000
-# ... stage_seconds.distill = 385.8 s for the student's 6 epochs (runs["500/13"]["student"].epochs_run)
+# ... stage_seconds.pseudo_label = 27.14 s for 1,000 unlabeled sentences
+PSEUDO_S_PER_SENTENCE = 27.14 / 1000 * RECIPE_CORE_SHARE
+# ... stage_seconds.distill = 1138.32 s for the student's 10 epochs (runs["100/13"]["student"].epochs_run)
 # over 1,000 sentences (batch 32, max_length 64)
-DISTILL_S_PER_SENTENCE_EPOCH = 385.8 / (6 * 1000)
+DISTILL_S_PER_SENTENCE_EPOCH = 1138.32 / (10 * 1000) * RECIPE_CORE_SHARE
 # benchmarks/results/align.json: batched.s_per_pair = 0.0149 (300 real pairs, layer 5, all methods)
 ALIGN_S_PER_PAIR = 0.0149
 ALIGN_BENCH_LAYER = 5
