@@ -147,7 +147,8 @@ class DistillConfig(_Section):
     hard_label_confidence: float | None = Field(None, ge=0, le=1)
     # a cap, not a schedule: early stopping on the selection split ends distillation. With 3, the
     # student's best epoch was its last in 8 of 9 runs of the en-es recipe; with 20, every run
-    # stopped on its own, at 7-14 epochs (benchmarks/results/distill_epochs20_gpu.json)
+    # stopped on its own, at 7-14 epochs (benchmarks/results/recipe_gpu.json and
+    # student_unlabeled_3000_gpu.json; README, "The training recipe")
     epochs: int = Field(20, ge=1)
     min_steps: int = Field(150, ge=0)
     batch_size: int = Field(16, ge=1)
