@@ -41,5 +41,5 @@ cd /tmp
 python3 -P -c "import concner.flows.pipeline, simalign, seqeval, torch; print('imports ok; cuda:', torch.cuda.is_available())" || exit 1
 timeout "${RECIPE_TIMEOUT:-520}" python3 -P "$repo/benchmarks/recipe.py" --work /tmp/gpu_recipe_work \
     --out "$out/${RESULT:-recipe_gpu.json}" "$@" 2>&1 | tee "$out/$(basename "${RESULT:-recipe_gpu.json}" .json).log" \
-    | grep -E "^size |^[0-9]+/|Error|error|Traceback|guard" | cut -c1-300 | head -n 80
+    | grep -E "^size |^[0-9]+/|Error|error|Traceback|guard" | cut -c1-300 | awk 'NR <= 200'  # reads to the end: no SIGPIPE back to recipe.py
 echo "recipe exit: ${PIPESTATUS[0]}"
