@@ -169,6 +169,11 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table_results(folder: Path) -> list[dict]:
+    """What README's table is written from: every recipe*.json in folder, each with its file name."""
+    return [{**json.loads(f.read_text(encoding="utf-8")), "file": f.name} for f in sorted(folder.glob("recipe*.json"))]
+
+
 def update_readme(results: list[dict], readme: Path = REPO / "README.md") -> None:
     text = readme.read_text(encoding="utf-8")
     start, end = README_MARKERS
@@ -197,10 +202,8 @@ def main() -> None:
                         help="work folder (store, unlabeled files); default: a new temporary folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
     args = parser.parse_args()
-    if args.update_readme:  # every recipe*.json beside --out, smallest N first
-        files = sorted(args.out.parent.glob("recipe*.json"))
-        results = [{**json.loads(f.read_text(encoding="utf-8")), "file": f.name} for f in files]
-        update_readme(sorted(results, key=lambda r: min(t["size"] for t in r["rows"].values())))
+    if args.update_readme:
+        update_readme(table_results(args.out.parent))
         return
     # a cut-off run resumes into the same work folder: its store reuses every stage already computed
     work = args.work or Path(tempfile.mkdtemp(prefix="concner-recipe-"))

@@ -206,3 +206,13 @@ def test_the_readme_table_keeps_each_file_and_device_in_a_block_of_its_own():
     assert cells[0][2] == "13: 24.0 / 14: guard stopped it" and cells[0][3] == "-"
     assert cells[0][4].startswith("2 min, 2-core CPU") and cells[2][4].startswith("2 min, NVIDIA H200")
     assert cells[3][2] == "13: 40.0 / 14: 38.0" and cells[3][3] == "39.0"
+
+
+def test_the_readme_table_is_the_one_the_result_files_give():
+    """The README's recipe table is generated (`recipe.py --update-readme`), never edited by hand:
+    it must equal what the committed result files give."""
+    script = _recipe_script()
+    table = script.markdown_table(script.table_results(REPO / "benchmarks" / "results"))
+    start, end = script.README_MARKERS
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == table
