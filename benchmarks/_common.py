@@ -43,14 +43,18 @@ def code_commit() -> str | None:
     return head + (" +changes" if dirty else "")
 
 
-def machine_info() -> dict:
-    """What every benchmark records about the machine, the code and library versions it ran on."""
+def machine_info(with_code: bool = False) -> dict:
+    """What every benchmark records about the machine and library versions it ran on; with_code adds
+    the commit and the CUDA device first. Only recipe.py asks for them so far: the other scripts'
+    committed results (some from GPU leases that cannot be rerun at will) hold what they wrote
+    without them, and a rerun of those scripts as committed must write the same fields."""
     import torch
     import transformers
 
+    code = {"commit": code_commit(),
+            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None} if with_code else {}
     return {
-        "commit": code_commit(),
-        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        **code,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

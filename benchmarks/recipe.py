@@ -278,7 +278,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
         "runs": {f"{size}/{seed}": per_run[(size, seed)] for size, seed in jobs if (size, seed) in per_run},
         "pending": [f"{size}/{seed}" for size, seed in jobs if (size, seed) not in per_run],
         "wall_seconds": round(time.time() - started, 1),
-        "machine": machine_info(),
+        "machine": machine_info(with_code=True),
     }
 
 if __name__ == "__main__":
