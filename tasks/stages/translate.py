@@ -43,6 +43,9 @@ def translate_params(config: RunConfig) -> dict[str, Any]:
         # sentence i of the parallel file pairs with sentence i of the full source file, which
         # the sampled source artifact alone does not pin down
         params["source_file"] = file_digest(config.data.source_train) if config.data.source_train.is_file() else None
+        # a labeled parallel file is read with the ingest repair setting: it decides whether its
+        # gold target tags are kept, so two settings must never share translations
+        params["repair_tags"] = config.ingest.repair_tags
         for name in MARIAN_ONLY:
             params.pop(name)
     else:

@@ -1,0 +1,32 @@
+"""Records and keys that cannot lie, and bad input that ends in one clean message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from concner.tasks.config import config_from_dict, load_config
+from concner.tasks.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+
+
+def _raw(**sections) -> dict:
+    raw = {"name": "t", "source_lang": "en", "target_lang": "es",
+           "data": {"source_train": str(SAMPLES / "en_train.conll")}}
+    raw.update(sections)
+    return raw
+
+
+def test_translate_key_covers_the_tag_repair_of_the_parallel_file():
+    from concner.tasks.stages.translate import translate_params
+    from concner.tasks.store import digest_of
+
+    translate = {"backend": "parallel", "parallel_file": str(SAMPLES / "es_train.conll")}
+    keys = []
+    for repair in (False, True):
+        config = config_from_dict(_raw(translate=translate, ingest={"repair_tags": repair}), base_dir=REPO)
+        keys.append(digest_of(translate_params(config)))
+    assert keys[0] != keys[1]
