@@ -30,3 +30,17 @@ def test_translate_key_covers_the_tag_repair_of_the_parallel_file():
         config = config_from_dict(_raw(translate=translate, ingest={"repair_tags": repair}), base_dir=REPO)
         keys.append(digest_of(translate_params(config)))
     assert keys[0] != keys[1]
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"target_lang: es\ndata:\n  source_train: {SAMPLES / 'en_train.conll'}\n" + text)
+    return path
+
+
+def test_an_infinite_or_nan_float_is_rejected_at_its_line(tmp_path):
+    path = _yaml(tmp_path, "train:\n  tcl_temperature: .inf\n")
+    with pytest.raises(UserError, match=r"run\.yaml, line 5: train\.tcl_temperature: .*finite"):
+        load_config(path)
+    with pytest.raises(UserError, match=r"--set distill\.temperature=\.nan: distill\.temperature: .*finite"):
+        load_config(_yaml(tmp_path, ""), overrides=["distill.temperature=.nan"])
