@@ -269,6 +269,16 @@ class RunConfig(_Section):
         place, _ = self._where(tuple(path), self._prefix)
         return None if place == self._where.source else place
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, name: str) -> str:
+        # the name becomes part of run ids and file names in the store: a '/' or '..' would write
+        # outside runs/, and a leading '.' would hide the record
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"{name!r} is not a run name: use letters, digits, '_', '.' and '-' "
+                             "(not starting with '.'), e.g. en-es")
+        return name
+
     @field_validator("target_lang")
     @classmethod
     def _target_differs(cls, lang: str | None, info: ValidationInfo) -> str | None:

@@ -44,3 +44,14 @@ def test_an_infinite_or_nan_float_is_rejected_at_its_line(tmp_path):
         load_config(path)
     with pytest.raises(UserError, match=r"--set distill\.temperature=\.nan: distill\.temperature: .*finite"):
         load_config(_yaml(tmp_path, ""), overrides=["distill.temperature=.nan"])
+
+
+@pytest.mark.parametrize("name", ["en/es", "../../x", ".hidden", ""])
+def test_a_run_name_that_is_no_slug_is_rejected_at_its_line(tmp_path, name):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"name: '{name}'\ntarget_lang: es\ndata:\n  source_train: x.conll\n")
+    with pytest.raises(UserError, match=r"run\.yaml, line 1: name: .* is not a run name"):
+        load_config(path)
+    with pytest.raises(UserError, match=r"--set name=.*: name: "):
+        load_config(_yaml(tmp_path, ""), overrides=[f"name={name}"])
+    assert load_config(_yaml(tmp_path, ""), overrides=["name=en-es_2.1"]).name == "en-es_2.1"
