@@ -65,6 +65,16 @@ FLOW_IMPORTS = ("prefect.flow_engine", "prefect.task_engine", "prefect.artifacts
                 "concner.flows.ui_artifacts", "pandas")
 
 
+# the signals that ended a run (SIGTERM raises KeyboardInterrupt, which the CLI would report as
+# Ctrl-C's 130): main() exits 128 + signal, as a process ended by that signal is expected to
+_signals_received: list[int] = []
+
+
+def _interrupt(signum, frame):
+    _signals_received.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _guard_process(server=None, computes: bool = True):
     """Before a run: the temporary Prefect server dies with this process, and SIGTERM ends the
     run like Ctrl-C does (its record then says `interrupted` and names the stage).
@@ -76,10 +86,7 @@ def _guard_process(server=None, computes: bool = True):
     import contextlib
     import signal
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     if server is not None:
         from concner.flows.pipeline import no_heartbeat
 
@@ -629,8 +636,13 @@ def deployments() -> None:
 
 
 def main() -> None:
+    _signals_received.clear()
     try:
         app()
+    except (KeyboardInterrupt, SystemExit) as err:
+        if _signals_received and not (isinstance(err, SystemExit) and err.code in (0, None)):
+            sys.exit(128 + _signals_received[0])
+        raise
     except UserError as err:
         err_console.print(f"error: {err}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(err.exit_code)

@@ -55,3 +55,35 @@ def test_a_run_name_that_is_no_slug_is_rejected_at_its_line(tmp_path, name):
     with pytest.raises(UserError, match=r"--set name=.*: name: "):
         load_config(_yaml(tmp_path, ""), overrides=[f"name={name}"])
     assert load_config(_yaml(tmp_path, ""), overrides=["name=en-es_2.1"]).name == "en-es_2.1"
+
+
+def test_sigterm_during_a_run_exits_143(monkeypatch):
+    """A run ended by SIGTERM exits 128 + 15, as a process killed by it would (Ctrl-C stays 130)."""
+    import os
+    import signal
+    import sys
+
+    import typer
+
+    from concner.flows import cli
+
+    def run_then_get_terminated():
+        signal.signal(signal.SIGTERM, cli._interrupt)  # as `concner run` arms it before its flow
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pause()  # never reached: the handler raises
+
+    def interrupted_by_ctrl_c():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["concner"])
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        for command, expected in ((run_then_get_terminated, 143), (interrupted_by_ctrl_c, 130)):
+            app = typer.Typer()
+            app.command()(command)
+            monkeypatch.setattr(cli, "app", app)
+            with pytest.raises(SystemExit) as exit_:
+                cli.main()
+            assert exit_.value.code == expected
+    finally:
+        signal.signal(signal.SIGTERM, previous)
