@@ -75,6 +75,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the platform says it (setting it to read
+    it back would race with threads creating files meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _stat(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
@@ -209,6 +223,9 @@ class ArtifactStore:
         parent = self.stage_dir(stage, key).parent
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=parent))
+        # mkdtemp makes the folder private (0700); once published it must be as readable as any
+        # folder this user creates, or a store shared by a group could not be read by the others
+        os.chmod(tmp, 0o777 & ~_umask())
         metrics: dict[str, Any] = {}
         started = time.time()
         try:

@@ -87,3 +87,19 @@ def test_sigterm_during_a_run_exits_143(monkeypatch):
             assert exit_.value.code == expected
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o002, 0o775), (0o077, 0o700)])
+def test_a_published_stage_folder_follows_the_umask(tmp_path, umask, mode):
+    import os
+
+    from concner.tasks.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    previous = os.umask(umask)
+    try:
+        with store.writing("ingest", "k1", params={}, inputs={}) as (out, metrics):
+            (out / "data.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert store.stage_dir("ingest", "k1").stat().st_mode & 0o777 == mode
