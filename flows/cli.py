@@ -48,6 +48,19 @@ def _store_root(store: Path | None, config=None) -> Path:
     return Path("artifacts").resolve()
 
 
+def _read_store(store: Path | None):
+    """The store a command only reads. A --store that is no folder is an error: listing nothing
+    and exiting 0 would hide a mistyped path."""
+    from concner.tasks.store import ArtifactStore
+
+    root = _store_root(store)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: not a folder (--store names a store folder)")
+    if store is not None and not root.exists():
+        raise UserError(f"{root}: no such store folder (--store)")
+    return ArtifactStore(root)
+
+
 def _print_plan(plan) -> None:
     console.print(
         "plan: " + ", ".join(f"{p.entry} [{'green' if p.action == 'reuse' else 'yellow'}]{p.action}[/]" for p in plan)
@@ -358,9 +371,8 @@ def runs(
 ) -> None:
     """List the runs in the store: full id, start time, status, stages computed/reused, F1 scores (projection too)."""
     from concner.flows.runs_view import print_runs
-    from concner.tasks.store import ArtifactStore
 
-    print_runs(console, ArtifactStore(_store_root(store)), wide=wide)
+    print_runs(console, _read_store(store), wide=wide)
 
 
 @app.command()
@@ -381,9 +393,8 @@ def inspect(
     """Show a run's stages, or one stage's artifact: stats, samples with entities highlighted, metrics."""
     from concner.flows.views import InspectOptions, show_stage, stage_summary_table
     from concner.tasks.registry import stage_of
-    from concner.tasks.store import ArtifactStore
 
-    st = ArtifactStore(_store_root(store))
+    st = _read_store(store)
     if _is_sweep(run_id):  # a sweep: mean ± sd per setting of every score
         from concner.flows.sweep import load_sweep
         from concner.flows.views import show_sweep
@@ -439,9 +450,8 @@ def report(
 ) -> None:
     """Write a self-contained HTML report of a run: scores, loss curves, projection, translation, timings, config."""
     from concner.flows.report import write_report
-    from concner.tasks.store import ArtifactStore
 
-    st = ArtifactStore(_store_root(store))
+    st = _read_store(store)
     if _is_sweep(run_id):  # a sweep: scores per setting with error bars (sd over seeds)
         from concner.flows.report import write_sweep_report
         from concner.flows.sweep import load_sweep
@@ -471,9 +481,8 @@ def diff(
 ) -> None:
     """Compare two runs: config changes, which stages changed and why, and score deltas."""
     from concner.flows.diff import diff_runs, render
-    from concner.tasks.store import ArtifactStore
 
-    st = ArtifactStore(_store_root(store))
+    st = _read_store(store)
     console.print(render(diff_runs(st, st.load_run(run_a), st.load_run(run_b), per_type=per_type)))
 
 
@@ -492,9 +501,8 @@ def verify(
     import shutil
 
     from concner.tasks.registry import stage_of
-    from concner.tasks.store import ArtifactStore
 
-    st = ArtifactStore(_store_root(store))
+    st = _read_store(store)
     if all_ == (run_id is not None):
         raise UserError("give a RUN or --all")
     if all_:

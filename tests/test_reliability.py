@@ -103,3 +103,18 @@ def test_a_published_stage_folder_follows_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(previous)
     assert store.stage_dir("ingest", "k1").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("args", [("runs",), ("verify", "--all"), ("inspect", "latest"), ("report", "latest"),
+                                  ("diff", "a", "b")])
+def test_a_store_that_is_no_folder_is_one_error_line(tmp_path, args):
+    from tests.demo_store import run_cli
+
+    a_file = tmp_path / "store.txt"
+    a_file.write_text("not a store")
+    for store, problem in ((tmp_path / "missing", "no such store folder"), (a_file, "not a folder")):
+        code, out, err = run_cli(*args, "--store", store)
+        assert code == 2, (out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {store}: {problem}") and "--store" in lines[0]
+        assert "0 artifacts checked" not in out and "not found" not in err
