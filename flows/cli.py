@@ -372,7 +372,11 @@ def runs(
     """List the runs in the store: full id, start time, status, stages computed/reused, F1 scores (projection too)."""
     from concner.flows.runs_view import print_runs
 
-    print_runs(console, _read_store(store), wide=wide)
+    st = _read_store(store)
+    for path, why in st.scan_runs()[1]:
+        err_console.print(f"warning: {path}: unreadable run record, not listed ({why})", style="yellow",
+                          highlight=False, markup=False, soft_wrap=True)
+    print_runs(console, st, wide=wide)
 
 
 @app.command()
@@ -529,9 +533,15 @@ def verify(
             shutil.rmtree(tmp, ignore_errors=True)
         say(f"  {'removed' if repair else 'LEFTOVER'} {tmp}: temporary folder of a writer that is gone",
             "yellow" if repair else "red")
+    # a run record is never removed, not even by --repair: it may be the only trace of what a run
+    # did, and the user decides whether it can go
+    bad_records = st.scan_runs()[1]
+    for path, why in bad_records:
+        say(f"  UNREADABLE {path}: run record ({why}); fix or remove it by hand", "red")
     say(f"{len(targets)} artifacts checked, {corrupt} corrupt, {len(leftovers)} leftover temp folders"
+        + (f", {len(bad_records)} unreadable run records" if bad_records else "")
         + (" (repaired: the next run recomputes what was removed)" if repair and (corrupt or leftovers) else ""))
-    if (corrupt or leftovers) and not repair:
+    if ((corrupt or leftovers) and not repair) or bad_records:
         raise typer.Exit(1)
 
 

@@ -312,7 +312,7 @@ class ArtifactStore:
 
     def load_run(self, run_id: str) -> dict:
         """A run by id, by unique id prefix, or 'latest'."""
-        runs = self.list_runs()
+        runs, unreadable = self.scan_runs()
         if run_id == "latest" and runs:
             return runs[-1]
         matches = [r for r in runs if r["run_id"] == run_id] or [r for r in runs if r["run_id"].startswith(run_id)]
@@ -321,14 +321,31 @@ class ArtifactStore:
 
             known = ", ".join(r["run_id"] for r in runs[-5:]) or "none"
             problem = "is ambiguous" if matches else "not found"
-            raise UserError(f"run {run_id!r} {problem} in {self.runs_dir()} (latest runs: {known})")
+            skipped = "".join(f"; unreadable run record {path} ({why})" for path, why in unreadable[:3])
+            skipped += f"; {len(unreadable) - 3} more unreadable" if len(unreadable) > 3 else ""
+            raise UserError(f"run {run_id!r} {problem} in {self.runs_dir()} (latest runs: {known}){skipped}")
         return matches[0]
 
     def list_runs(self) -> list[dict]:
-        records = []
+        return self.scan_runs()[0]
+
+    def scan_runs(self) -> tuple[list[dict], list[tuple[Path, str]]]:
+        """(the readable run records, oldest first; (path, why) of each record that cannot be read).
+
+        A record cut short or edited into something else is left out of every listing, so the
+        commands that list runs name it rather than let a run vanish without a word."""
+        records, unreadable = [], []
         for path in sorted(self.runs_dir().glob("*.json")):
             try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as err:
+                unreadable.append((path, err.strerror or str(err)))
                 continue
-        return sorted(records, key=lambda r: r.get("started", 0))
+            except ValueError as err:
+                unreadable.append((path, f"not valid JSON: {err}"))
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+                unreadable.append((path, "not a run record (no run_id)"))
+                continue
+            records.append(record)
+        return sorted(records, key=lambda r: r.get("started", 0)), unreadable

@@ -118,3 +118,26 @@ def test_a_store_that_is_no_folder_is_one_error_line(tmp_path, args):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {store}: {problem}") and "--store" in lines[0]
         assert "0 artifacts checked" not in out and "not found" not in err
+
+
+def test_a_run_record_cut_in_half_is_named_by_runs_inspect_and_verify(tmp_path):
+    from concner.tasks.store import ArtifactStore
+    from tests.demo_store import run_cli
+
+    store = ArtifactStore(tmp_path / "store")
+    store.save_run({"run_id": "demo-ok", "started": 1.0, "status": "completed", "stages": {}})
+    cut = store.save_run({"run_id": "demo-cut", "started": 2.0, "status": "completed", "stages": {}})
+    cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+
+    code, out, err = run_cli("runs", "--store", store.root)
+    assert code == 0 and "demo-ok" in out
+    assert [line for line in err.splitlines() if line.strip()] == [
+        next(line for line in err.splitlines() if line.startswith(f"warning: {cut}: unreadable run record"))]
+
+    code, _, err = run_cli("inspect", "demo-cut", "--store", store.root)
+    assert code == 2 and str(cut) in err
+
+    code, out, _ = run_cli("verify", "--all", "--store", store.root)
+    assert code == 1 and f"UNREADABLE {cut}" in out and "1 unreadable run records" in out
+    code, out, _ = run_cli("verify", "demo-ok", "--store", store.root)
+    assert code == 1 and f"UNREADABLE {cut}" in out
