@@ -88,10 +88,16 @@ def _read_text(path: Path) -> str:
         problem = f"cannot be read: {err.strerror or err} (check the file's permissions and the disk)"
         raise InputFileError(path, problem) from None
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputFileError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} cannot be decoded)", line) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        # valid UTF-8, yet no text: a NUL would be stored inside a token and reach the tokenizer
+        line = len(_LINE_END.split(text[:nul]))
+        raise InputFileError(path, "a NUL byte (0x00): binary data, or a UTF-16 file (save it as UTF-8)", line)
+    return text
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -141,3 +141,22 @@ def test_a_run_record_cut_in_half_is_named_by_runs_inspect_and_verify(tmp_path):
     assert code == 1 and f"UNREADABLE {cut}" in out and "1 unreadable run records" in out
     code, out, _ = run_cli("verify", "demo-ok", "--store", store.root)
     assert code == 1 and f"UNREADABLE {cut}" in out
+
+
+@pytest.mark.parametrize("reader, text, line", [
+    ("conll", "EU\tB-ORG\nrejects\tO\n\nPe\x00ter\tB-PER\n", 4),
+    ("conll_unlabeled", "EU\nrejects\n\r\nPe\x00ter\n", 4),
+    ("lines", "one sentence here\nanother\x00 one\n", 2),
+    ("aligned", "one\n\nthree \x00\n", 3),
+])
+def test_a_nul_byte_is_an_error_at_its_line(tmp_path, reader, text, line):
+    from concner.tasks.conll import read_aligned_lines, read_conll, read_unlabeled
+    from concner.tasks.errors import InputFileError
+
+    path = tmp_path / "data.txt"
+    path.write_bytes(text.encode())
+    read = {"conll": read_conll, "conll_unlabeled": lambda p: read_unlabeled(p, fmt="conll"),
+            "lines": lambda p: read_unlabeled(p, fmt="lines"), "aligned": read_aligned_lines}[reader]
+    with pytest.raises(InputFileError, match=rf"^{path}, line {line}: a NUL byte") as err:
+        read(path)
+    assert err.value.line == line
