@@ -33,6 +33,7 @@ from typing import Any
 from filelock import FileLock
 
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own digest, over every other field
 ABSENT = "absent"  # what `problems` says of an artifact that was never written (not a corruption)
 _VERSIONED_PACKAGES = ("concner", "torch", "transformers", "prefect", "simalign", "sacrebleu", "seqeval", "pandas",
                        "pyarrow", "numpy")
@@ -63,6 +64,12 @@ def content_digest(files: Iterable[Mapping[str, Any]], patterns: Iterable[str] |
     pats = None if patterns is None else tuple(patterns)
     chosen = sorted((f["path"], f["sha256"]) for f in files if pats is None or any(fnmatch(f["path"], p) for p in pats))
     return digest_of(chosen)
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """The digest a manifest keeps of itself: of its content as JSON reads it back (keys as strings,
+    values as written), all fields but this one, so an edit to a metric or a file's hash shows."""
+    return digest_of({k: v for k, v in manifest.items() if k != MANIFEST_DIGEST})
 
 
 def package_versions() -> dict[str, str]:
@@ -146,6 +153,12 @@ class ArtifactStore:
         data = self._read_manifest(stage, key)
         if data is None:
             return [f"{folder / MANIFEST}: missing, unreadable or not this artifact's"]
+        found: list[str] = []
+        recorded = data.get(MANIFEST_DIGEST)
+        # a manifest written before it kept its own digest has none to check: still valid
+        if recorded is not None and recorded != manifest_digest(data):
+            found.append(f"{folder / MANIFEST}: edited after it was written (its content no longer matches "
+                         f"its {MANIFEST_DIGEST})")
         stamp_path = self._stamp_file(stage, key)
         try:
             stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
@@ -153,7 +166,7 @@ class ArtifactStore:
             stamp = {}
         manifest_stat = _stat(folder / MANIFEST)
         trusted = {} if full or stamp.get("manifest") != manifest_stat else stamp.get("files", {})
-        found, hashed = [], {}
+        hashed: dict[str, list[int]] = {}
         for entry in data.get("files", []):
             path = folder / entry["path"]
             try:
@@ -248,7 +261,9 @@ class ArtifactStore:
                 "metrics": metrics,
                 "files": files,
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+            manifest = json.loads(json.dumps(manifest, default=str))  # as a reader will see it
+            manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
             self._publish(tmp, self.stage_dir(stage, key))
             self._write_stamp(stage, key, _stat(self.stage_dir(stage, key) / MANIFEST),
                               {f["path"]: _stat(self.stage_dir(stage, key) / f["path"]) for f in files})

@@ -160,3 +160,31 @@ def test_a_nul_byte_is_an_error_at_its_line(tmp_path, reader, text, line):
     with pytest.raises(InputFileError, match=rf"^{path}, line {line}: a NUL byte") as err:
         read(path)
     assert err.value.line == line
+
+
+def test_a_metric_edited_in_a_manifest_is_caught_by_reuse_and_verify(tmp_path):
+    import json
+
+    from concner.tasks.store import MANIFEST, MANIFEST_DIGEST, ArtifactStore
+    from tests.demo_store import run_cli
+
+    store = ArtifactStore(tmp_path / "store")
+    with store.writing("evaluate", "k1", params={"split": "test"}, inputs={}) as (out, metrics):
+        (out / "scores.txt").write_text("f1 0.194\n")
+        metrics.update(f1=0.194, per_type={1: 0.5, 10: 0.2, 2: 0.1}, folder=tmp_path)  # int keys, a Path
+    assert store.problems("evaluate", "k1") == [] and store.manifest("evaluate", "k1")["metrics"]["f1"] == 0.194
+
+    path = store.stage_dir("evaluate", "k1") / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["metrics"]["f1"] = 0.99  # still valid JSON, files untouched
+    path.write_text(json.dumps(manifest, indent=2))
+    problems = store.problems("evaluate", "k1")
+    assert len(problems) == 1 and f"{path}: edited after it was written" in problems[0]
+    assert store.manifest("evaluate", "k1") is None  # what reuse asks: not reused
+
+    code, out, _ = run_cli("verify", "--all", "--store", store.root)
+    assert code == 1 and "edited after it was written" in out and "1 corrupt" in out
+
+    del manifest[MANIFEST_DIGEST]  # a manifest written before manifests kept their digest
+    path.write_text(json.dumps(manifest, indent=2))
+    assert store.problems("evaluate", "k1") == []
