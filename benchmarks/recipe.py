@@ -49,12 +49,17 @@ ROWS = {
     "CE + translations": {"train.lambda_tcl": 0, "train.lambda_lcl": 0},
     "ConCNER, unbalanced": {"train.balance": "none"},
     "ConCNER teacher": {},  # the defaults; the student is distilled from this one
+    # the encoder first adapted to the target language (the adapt stage, its defaults unless --set)
+    "CE + translations, adapted": {"adapt.enabled": True, "train.lambda_tcl": 0, "train.lambda_lcl": 0},
+    "ConCNER teacher, adapted": {"adapt.enabled": True},  # "student, adapted" is distilled from this one
     # component ablations, run only when named in --rows
     "+ TCL only": {"train.lambda_lcl": 0},
     "+ LCL only": {"train.lambda_tcl": 0},
     "+ LCL only, on the classifier's features": {"train.lambda_tcl": 0, "train.lcl_features": "hidden"},
 }
-DEFAULT_ROWS = ["source only", "CE + translations", "ConCNER, unbalanced", "ConCNER teacher"]
+DEFAULT_ROWS = ["source only", "CE + translations", "ConCNER, unbalanced", "ConCNER teacher",
+                "CE + translations, adapted", "ConCNER teacher, adapted"]
+STUDENTS = {"ConCNER teacher": "student", "ConCNER teacher, adapted": "student, adapted"}  # teacher row -> its student
 
 
 def minilm() -> str:
@@ -87,6 +92,7 @@ def base_config(size: int, unlabeled: Path, max_length: int) -> dict:
         "ingest": {"sample_size": size, "repair_tags": True},
         "translate": {"backend": "parallel", "parallel_file": str(DATA / "parallel_en_es" / "es.txt")},
         "project": {"aligner_model": model, "layer": 4, "method": "mwmf"},
+        "adapt": {"max_length": max_length},
         "train": {"encoder": model, "max_length": max_length},
         "pseudo_label": {"batch_size": 64},
         "distill": {"max_length": max_length, "batch_size": 32, "learning_rate": 1e-4},
@@ -113,7 +119,7 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     out: dict[str, dict] = {}
     for row in rows:
         overrides = ROWS[row]
-        teacher = row == "ConCNER teacher"
+        teacher = row in STUDENTS
         # the run-wide changes first: a row's own overrides (what defines the row) win
         sets = [*common, *(f"{k}={json.dumps(v)}" for k, v in {"seed": seed, **overrides}.items())]
         cfg = config_from_dict(config, base_dir=REPO, overrides=sets)
@@ -132,9 +138,13 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
                     "seconds": round(time.time() - started, 1), "run_id": record["run_id"],
                     # what tasks/estimate.py's per-stage constants are derived from (computed stages only)
                     "stage_seconds": {s: v["seconds"] for s, v in record["stages"].items() if v["status"] == "computed"}}
+        if cfg.adapt.enabled:
+            adapt = store.manifest("adapt", record["stages"]["adapt"]["key"])["metrics"]
+            out[row]["adapt"] = {"steps": adapt["steps"], "heldout_mlm_loss": adapt["heldout_mlm_loss"],
+                                 "new_tokens": adapt["new_tokens"], "texts": adapt["texts"]}
         if teacher:
             distill = store.manifest("distill", record["stages"]["distill"]["key"])["metrics"]
-            out["student"] = {"f1": record["scores"]["distill"]["target_test"]["f1"], "best_epoch": distill["best_epoch"],
+            out[STUDENTS[row]] = {"f1": record["scores"]["distill"]["target_test"]["f1"], "best_epoch": distill["best_epoch"],
                               "epochs_run": len(distill["epochs"]), "unlabeled_sentences": unlabeled,
                               "distill_steps": len(distill["epochs"]) * math.ceil(unlabeled / cfg.distill.batch_size),
                               "run_id": record["run_id"]}
@@ -154,7 +164,7 @@ def seed_cell(result: dict, row: dict, seed: int, f1: float | None) -> str:
 def markdown_table(results: list[dict]) -> str:
     """The README table, from the JSON files (never typed by hand)."""
     lines = ["| N | row | F1 per seed | mean ± sd | wall, device (file) |", "|---|---|---|---|---|"]
-    order = [*ROWS, "student"]
+    order = [*ROWS, *STUDENTS.values()]
     rows = [(result, t) for result in results for t in result["rows"].values()]
     # by size, then by file (one device and one code per block), then in the order of ROWS
     for result, t in sorted(rows, key=lambda rt: (rt[1]["size"], rt[0]["file"], order.index(rt[1]["row"]))):
@@ -245,7 +255,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
               started: float) -> dict:
     """The result file's content from the (size, seed) runs finished so far."""
     table = {}
-    row_names = [*args.rows, *(["student"] if "ConCNER teacher" in args.rows else [])]
+    row_names = [*args.rows, *(STUDENTS[r] for r in args.rows if r in STUDENTS)]
     for size in sorted(args.sizes):
         if not any((size, seed) in per_run for seed in args.seeds):
             continue
@@ -260,7 +270,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
             }
     import concner.tasks.config as config_module
 
-    defaults, distill = config_module.TrainConfig(), config_module.DistillConfig()
+    defaults, distill, adapt = config_module.TrainConfig(), config_module.DistillConfig(), config_module.AdaptConfig()
     return {
         "setting": {"source": "parallel_en_es/en.txt (200 held out as source dev, then N sampled)",
                     "translation": "parallel_en_es/es.txt, labels projected (mwmf, MiniLM layer 4)",
@@ -273,7 +283,8 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
                         "patience", "select_on", "min_selection_f1")},
                     "distill_defaults": {k: getattr(distill, k) for k in (
-                        "epochs", "min_steps", "patience", "select_on", "loss", "temperature")}},
+                        "epochs", "min_steps", "patience", "select_on", "loss", "temperature")},
+                    "adapt_defaults": adapt.model_dump(exclude={"enabled"})},
         "rows": table,
         "runs": {f"{size}/{seed}": per_run[(size, seed)] for size, seed in jobs if (size, seed) in per_run},
         "pending": [f"{size}/{seed}" for size, seed in jobs if (size, seed) not in per_run],

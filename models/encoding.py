@@ -141,6 +141,12 @@ class EncodedTable:
     def width(self, rows: Sequence[int]) -> int:
         return max((self.lengths[i] for i in rows), default=0)
 
+    def offset(self, row: int, width: int) -> int:
+        """Column of `row`'s first token in a batch `width` wide: 0, or with a left-padding
+        tokenizer the padding in front of it. Positions taken from the unpadded encoding (first
+        subwords, word_ids) are shifted by this."""
+        return width - min(self.lengths[row], width) if self.left_padded else 0
+
     def rows(self, rows: Sequence[int], width: int) -> dict[str, Tensor]:
         """input_ids, attention_mask (and labels) of `rows`, `width` columns wide (host tensors;
         wider than this table's longest sentence when a batch mixes it with another table)."""

@@ -90,6 +90,17 @@ def load_translations(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder / TRANSLATIONS)
 
 
+# -- adapt ---------------------------------------------------------------------------------------
+
+ADAPTED_ENCODER = "encoder"  # the adapted encoder: a transformers folder (model and tokenizer)
+ADAPT_STEPS = "steps.parquet"
+
+
+def adapted_encoder(folder: Path) -> Path:
+    """The encoder folder of an adapt artifact."""
+    return folder / ADAPTED_ENCODER
+
+
 # -- project ---------------------------------------------------------------------------------------
 
 

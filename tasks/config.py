@@ -73,7 +73,34 @@ class TranslateConfig(_Section):
     min_chrf: float | None = Field(None, ge=0, le=100)
 
 
+class AdaptConfig(_Section):
+    """Continued pretraining of train.encoder on the target language before the teacher trains
+    (tasks/adapt.py). The adapted encoder is the teacher's, the student's (distill.encoder unset)
+    and, with project.aligner_model: adapted, the aligner's."""
+
+    enabled: bool = False
+    steps: int = Field(1000, ge=1)  # optimizer steps of batch_size examples, drawn by the weights below
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    mask_rate: float = Field(0.15, gt=0, lt=1)
+    max_length: int = Field(128, ge=8)
+    # each example's objective is drawn with these weights (0 turns one off): masked-LM on target
+    # text (unlabeled text + translations), translation-LM on (source, translation) pairs, and
+    # masked-LM on source sentences, so that the source language is not forgotten
+    target_weight: float = Field(0.5, ge=0)
+    tlm_weight: float = Field(0.3, ge=0)
+    source_weight: float = Field(0.2, ge=0)
+    # target word pieces added to a WordPiece vocabulary (the ones that save the most tokens on the
+    # target text), their embeddings the mean of the encoder's pieces of the same string
+    new_tokens: int = Field(0, ge=0)
+    heldout: int = Field(200, ge=0)  # unlabeled target sentences held out: masked-LM loss before/after
+
+
 class ProjectConfig(_Section):
+    # a hub name, a local folder, `tiny`, or `adapted`: the adapt stage's encoder (needs adapt.enabled)
     aligner_model: str = "bert-base-multilingual-cased"
     layer: int = Field(8, ge=0)
     method: Literal["mwmf", "itermax", "inter"] = "mwmf"
@@ -253,6 +280,7 @@ class RunConfig(_Section):
     data: DataConfig
     ingest: IngestConfig = IngestConfig()
     translate: TranslateConfig = TranslateConfig()
+    adapt: AdaptConfig = AdaptConfig()
     project: ProjectConfig = ProjectConfig()
     train: TrainConfig = TrainConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
@@ -292,6 +320,18 @@ class RunConfig(_Section):
             if any(d is None for d in devs):
                 raise ValueError("select_on: target_dev needs data.target_dev (for every target); "
                                  "the default, source_dev, needs no target labels")
+        return self
+
+    @model_validator(mode="after")
+    def _adapted_needs_adapt(self) -> "RunConfig":
+        if self.project.aligner_model == "adapted" and not self.adapt.enabled:
+            raise ValueError("project.aligner_model: adapted uses the adapt stage's encoder: it needs adapt.enabled: true")
+        if "adapted" in (self.train.encoder, self.distill.encoder) and not self.adapt.enabled:
+            raise ValueError("encoder `adapted` is the adapt stage's encoder: it needs adapt.enabled: true "
+                             "(train.encoder names the encoder to adapt)")
+        if self.train.encoder == "adapted":
+            raise ValueError("train.encoder names the encoder to start from (adapted with adapt.enabled: true), "
+                             "not `adapted`")
         return self
 
     @model_validator(mode="after")

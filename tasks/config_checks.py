@@ -26,9 +26,11 @@ def _where(config: RunConfig, key: str) -> str:
 
 def model_keys(config: RunConfig) -> dict[str, str]:
     """The model references a run of `config` loads, by config key (`translate.model`: the default name)."""
-    keys = {"project.aligner_model": config.project.aligner_model, "train.encoder": config.train.encoder}
+    # `adapted` is train.encoder after the adapt stage: same architecture, so checked as that one
+    adapted = lambda ref: config.train.encoder if ref == "adapted" else ref  # noqa: E731
+    keys = {"project.aligner_model": adapted(config.project.aligner_model), "train.encoder": config.train.encoder}
     if config.distill.encoder is not None:
-        keys["distill.encoder"] = config.distill.encoder
+        keys["distill.encoder"] = adapted(config.distill.encoder)
     t = config.translate
     if t.backend == "marian":
         target = config.target_langs[0]
@@ -39,7 +41,7 @@ def model_keys(config: RunConfig) -> dict[str, str]:
 
 
 # the stages that load each model: a run that stops before them (`--until ingest`) needs none of it
-MODEL_STAGES = {"project.aligner_model": {"project"}, "train.encoder": {"train", "distill"},
+MODEL_STAGES = {"project.aligner_model": {"project"}, "train.encoder": {"adapt", "train", "distill"},
                 "distill.encoder": {"distill"}, "translate.model": {"translate"},
                 "translate.reverse_model": {"translate"}}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from concner.tasks.artifacts import corpus_split
 
 TINY = "tiny"
+ADAPTED = "adapted"  # the adapt stage's encoder (its artifact's encoder/ folder)
 PACKAGE_PREFIX = "package:"  # package:MODULE/sub/folder = a model folder shipped inside an installed package
 
 
@@ -50,7 +51,12 @@ def tiny_cache(store_root: Path | None, kind: str, *text_groups: list[str]) -> P
 
 
 def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | None) -> str:
-    """The encoder for alignment and NER; `tiny` = a small BERT whose vocabulary covers both languages."""
+    """The encoder for alignment and NER; `tiny` = a small BERT whose vocabulary covers both languages;
+    `adapted` = the adapt stage's output (an input of the stage asking)."""
+    if ref == ADAPTED:
+        from concner.tasks.artifacts import adapted_encoder
+
+        return str(adapted_encoder(inputs["adapt"]))
     if ref != TINY:
         return local_model_path(ref)
     from concner.models.tiny import build_tiny_encoder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concner.tasks.stages import distill, evaluate, ingest, project, pseudo_label, train, translate
+from concner.tasks.stages import adapt, distill, evaluate, ingest, project, pseudo_label, train, translate
 from concner.tasks.errors import UserError
 from concner.tasks.stage import StageSpec
 
@@ -10,6 +10,7 @@ STAGES: list[StageSpec] = [
     ingest.STAGE,
     ingest.TARGET_STAGE,
     translate.STAGE,
+    adapt.STAGE,
     project.STAGE,
     train.STAGE,
     pseudo_label.STAGE,

@@ -155,10 +155,16 @@ def fit(
                 epoch_rows += _read_terms(pending, advance)
             result.steps += epoch_rows
             summary = {"epoch": epoch, "loss": float(np.mean([r["loss"] for r in epoch_rows]))}
+            # an epoch before min_steps is scored but never selected: the first epochs of a small
+            # corpus often score best by tagging everything (then dip while the model learns that
+            # most words are O); the last epoch always completes min_steps, so one is eligible
+            eligible = len(result.steps) >= settings.min_steps
             if dev:
                 scores, _ = evaluate_model(model, dev, max_length=settings.max_length)
                 summary.update(dev_f1=scores["f1"], dev_precision=scores["precision"], dev_recall=scores["recall"])
-                if scores["f1"] > best_f1:
+                if not eligible:
+                    pass
+                elif scores["f1"] > best_f1:
                     best_f1, best_state, bad_epochs = scores["f1"], copy.deepcopy(model.state_dict()), 0
                     result.best_epoch = epoch
                 else:
@@ -166,9 +172,7 @@ def fit(
             result.epochs.append(summary)
             if log:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k != "epoch"))
-            # no early stop before min_steps: the first epochs of a small corpus often score best
-            # by tagging everything (then dip while the model learns that most words are O)
-            if dev and settings.patience and bad_epochs >= settings.patience and len(result.steps) >= settings.min_steps:
+            if dev and settings.patience and bad_epochs >= settings.patience:
                 result.stopped_early = True
                 break
     if graphs is not None:

@@ -12,16 +12,20 @@ from typing import Any
 from concner.tasks.artifacts import MODEL, load_pseudo_labels
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
-from concner.tasks.model_refs import TINY, resolve_encoder
+from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder
 from concner.tasks.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
                                           scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.training_summary import model_summary
 
 
+def student_encoder(config: RunConfig) -> str:
+    """distill.encoder, else the teacher's: train.encoder, or the adapt stage's when adapt is on."""
+    return config.distill.encoder or (ADAPTED if config.adapt.enabled else config.train.encoder)
+
+
 def distill_params(config: RunConfig) -> dict[str, Any]:
-    return {**config.distill.model_dump(mode="json"), "encoder": config.distill.encoder or config.train.encoder,
-            "seed": config.seed}
+    return {**config.distill.model_dump(mode="json"), "encoder": student_encoder(config), "seed": config.seed}
 
 
 def compute_distill(ctx: StageContext) -> None:
@@ -65,8 +69,10 @@ def compute_distill(ctx: StageContext) -> None:
 
 
 def distill_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
-    tiny = (config.distill.encoder or config.train.encoder) == TINY
+    encoder = student_encoder(config)
+    tiny = encoder == TINY
     return {
+        "adapt": ("encoder/*",) if encoder == ADAPTED else (),
         "ingest": ("source_dev.*",) + (("source_train.*",) if tiny else ()),
         "ingest_target": ("target_dev.*", "target_test.*") + (("target_unlabeled.*",) if tiny else ()),
         "train": ("model/*",),
@@ -76,7 +82,7 @@ def distill_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
 STAGE = StageSpec(
     name="distill",
     version="2",
-    inputs=("ingest", "ingest_target", "train", "pseudo_label"),
+    inputs=("ingest", "ingest_target", "adapt", "train", "pseudo_label"),
     params=distill_params,
     reads=distill_reads,
     libraries=("torch", "transformers", "seqeval"),

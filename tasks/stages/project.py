@@ -16,7 +16,7 @@ from concner.tasks.artifacts import PROJECTED, PROJECTED_CONLL, load_projected_f
 from concner.tasks.config import RunConfig
 from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence
-from concner.tasks.model_refs import TINY, resolve_encoder
+from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder
 from concner.tasks.projection import OUTCOMES, project_sentence
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.summary import (Block, Figures, Note, Sample, SampleQuery, Samples, StageSummary, Table, pct,
@@ -113,7 +113,8 @@ def _headline(m: dict) -> str:
 
 def project_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     tiny = config.project.aligner_model == TINY  # built from the target text too
-    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",) if tiny else ()}
+    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",) if tiny else (),
+            "adapt": ("encoder/*",) if config.project.aligner_model == ADAPTED else ()}
 
 
 SORT_KEYS = {"id": True, "failed": False, "length": False}  # `failed` first: the most entities lost
@@ -222,7 +223,7 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
 STAGE = StageSpec(
     name="project",
     version="1",
-    inputs=("ingest", "ingest_target", "translate"),
+    inputs=("ingest", "ingest_target", "translate", "adapt"),
     params=project_params,
     reads=project_reads,
     libraries=("torch", "transformers", "simalign", "seqeval"),
