@@ -131,21 +131,22 @@ class EncodedTable:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list]):
         self.lengths: list[int] = [len(ids) for ids in encoded["input_ids"]]
-        self.left_padded = getattr(tokenizer, "padding_side", "right") == "left"
         self.pad_values = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+        self.tensors = {}
         if self.lengths:
-            self.tensors = collate(tokenizer, encoded, range(len(self.lengths)))
-        else:
-            self.tensors = {}
+            # Rows are right-padded whatever the tokenizer's default: the encoders here count
+            # positions from the left, so a left-padded row would move every token to another
+            # position embedding (its predictions would depend on its batch), and every word
+            # position taken from the unpadded encoding would point into the padding.
+            side = getattr(tokenizer, "padding_side", "right")
+            tokenizer.padding_side = "right"
+            try:
+                self.tensors = collate(tokenizer, encoded, range(len(self.lengths)))
+            finally:
+                tokenizer.padding_side = side
 
     def width(self, rows: Sequence[int]) -> int:
         return max((self.lengths[i] for i in rows), default=0)
-
-    def offset(self, row: int, width: int) -> int:
-        """Column of `row`'s first token in a batch `width` wide: 0, or with a left-padding
-        tokenizer the padding in front of it. Positions taken from the unpadded encoding (first
-        subwords, word_ids) are shifted by this."""
-        return width - min(self.lengths[row], width) if self.left_padded else 0
 
     def rows(self, rows: Sequence[int], width: int) -> dict[str, Tensor]:
         """input_ids, attention_mask (and labels) of `rows`, `width` columns wide (host tensors;
@@ -153,10 +154,8 @@ class EncodedTable:
         index = torch.as_tensor(list(rows), dtype=torch.long)
         full = next(iter(self.tensors.values())).shape[1]
         cut = min(width, full)
-        cols = slice(full - cut, full) if self.left_padded else slice(0, cut)
-        pad = (width - cut, 0) if self.left_padded else (0, width - cut)
-        return {k: torch.nn.functional.pad(v[index, cols], pad, value=self.pad_values[k]) if width > cut
-                else v[index, cols] for k, v in self.tensors.items()}
+        return {k: torch.nn.functional.pad(v[index, :cut], (0, width - cut), value=self.pad_values[k]) if width > cut
+                else v[index, :cut] for k, v in self.tensors.items()}
 
 
 def to_device(tensor: Tensor, device: torch.device) -> Tensor:

@@ -113,8 +113,7 @@ class DistillBatches:
         indices = list(indices)
         width = self.table.width(indices)
         host = self.table.rows(indices, width)
-        positions = np.concatenate([self.positions[i] + b * width + self.table.offset(i, width)
-                                    for b, i in enumerate(indices)])
+        positions = np.concatenate([self.positions[i] + b * width for b, i in enumerate(indices)])
         teacher = torch.from_numpy(np.concatenate([self.teacher[i] for i in indices]))
         confident = None
         if self.hard_label_confidence is not None:
@@ -146,9 +145,8 @@ class DistillBatches:
         teacher = np.full((rows, width, c), 1.0 / max(c, 1), dtype=np.float32)
         weight = np.zeros((rows, width), dtype=np.float32)
         for b, i in enumerate(indices):
-            at = self.positions[i] + self.table.offset(i, width)
-            teacher[b, at] = self.teacher[i]
-            weight[b, at] = 1.0
+            teacher[b, self.positions[i]] = self.teacher[i]
+            weight[b, self.positions[i]] = 1.0
         confident = np.zeros((rows, width), dtype=np.float32)
         if self.hard_label_confidence is not None:
             confident = weight * (teacher.max(axis=-1) >= self.hard_label_confidence)

@@ -53,8 +53,7 @@ def predict_probs(
         for idx, probs in done:
             probs = probs.cpu()
             for row, i in enumerate(idx):
-                at = table.offset(i, probs.shape[1])  # a left-padded row starts after its padding
-                words, covered = word_predictions(probs[row, at:], enc["word_ids"][i], enc["n_words"][i])
+                words, covered = word_predictions(probs[row], enc["word_ids"][i], enc["n_words"][i])
                 if uncovered_nan:
                     words[~covered] = float("nan")
                 out[i] = words.numpy()
