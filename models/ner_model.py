@@ -77,7 +77,7 @@ logging.getLogger("transformers.distributed.tensor_parallel").addFilter(_NoTenso
 
 
 @contextlib.contextmanager
-def _quiet_load_report():
+def quiet_load_report():
     report_logger = logging.getLogger("transformers.modeling_utils")  # where from_pretrained reports
     level = report_logger.level
     report_logger.setLevel(logging.ERROR)
@@ -130,7 +130,7 @@ class ConcNerModel(nn.Module):
         extra = {} if dropout is None else {"hidden_dropout_prob": dropout, "classifier_dropout": dropout}
         # A fresh classifier on a pretrained encoder always reports the new classifier weights
         # as MISSING (and a pooler as UNEXPECTED): expected, so that report is not shown.
-        with _quiet_load_report():
+        with quiet_load_report():
             token_model = _load_pretrained(
                 name_or_path,
                 "encoder",

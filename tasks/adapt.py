@@ -234,9 +234,14 @@ def adapt_encoder(encoder: str, texts: AdaptTexts, settings: AdaptSettings, out:
 
     from concner.tasks.evaluate import pick_device
 
+    from concner.models.ner_model import quiet_load_report
+
     torch.manual_seed(settings.seed)  # the masked-LM head, when the checkpoint has none, is a random draw
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModelForMaskedLM.from_pretrained(encoder, dtype=torch.float32)
+    # an encoder saved without its masked-LM head (sentence-transformers folders, the tiny builder)
+    # gets a new one: expected, so the MISSING report is not shown
+    with quiet_load_report():
+        model = AutoModelForMaskedLM.from_pretrained(encoder, dtype=torch.float32)
     pieces = useful_new_pieces(tokenizer, texts.target, new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = add_pieces(tokenizer, model, pieces, out)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from concner.tasks.artifacts import ADAPT_STEPS, adapted_encoder
-from concner.tasks.summary import Figures, Note, SampleQuery, StageSummary, Table
+from concner.tasks.summary import Figures, Note, SampleQuery, StageSummary
 from concner.tasks.training_summary import loss_table
 
 # Only renders artifacts: stage keys leave this module out (tasks/keys.py).
@@ -31,14 +31,13 @@ def adapt_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) ->
             f" (e.g. {' '.join(m['new_token_sample'][:10])})" if m.get("new_token_sample") else ""),
         "adapted encoder": adapted_encoder(folder),
     }
-    blocks = [Figures("adapt: summary", figures)]
     if loss.get("before") is not None:
-        blocks.append(Table(f"masked-LM loss on {texts.get('heldout')} held-out target sentences",
-                            ("before", "after", "change"),
-                            [[f"{loss['before']:.4f}", f"{loss['after']:.4f}", f"{loss['after'] - loss['before']:+.4f}"]],
-                            numeric=("before", "after", "change")))
+        figures["held-out masked-LM loss"] = (f"before {loss['before']:.4f}, after {loss['after']:.4f} "
+                                              f"({loss['after'] - loss['before']:+.4f}) on {texts.get('heldout')} "
+                                              "target sentences never trained on")
     else:
-        blocks.append(Note("too little unlabeled target text to hold any out: no before/after loss"))
+        figures["held-out masked-LM loss"] = "none: too little unlabeled target text to hold any out"
+    blocks = [Figures("adapt: summary", figures)]
     if (folder / ADAPT_STEPS).exists():
         blocks.append(loss_table(pd.read_parquet(folder / ADAPT_STEPS)))
     return StageSummary("adapt", blocks)

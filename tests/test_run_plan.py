@@ -22,7 +22,7 @@ def test_force_project_dry_run_plans_project_and_downstream_only(demo_run: DemoR
     runs_before = len(ArtifactStore(demo_run.store).list_runs())
     code, out, err = run_cli("run", DEMO, "--store", demo_run.store, *FAST, "--force", "project", "--dry-run")
     assert code == 0, err[-3000:]
-    assert plan(out) == {"ingest": "reuse", "ingest_target": "reuse", "translate": "reuse", "project": "compute", "train": "compute",
+    assert plan(out) == {"ingest": "reuse", "ingest_target": "reuse", "translate": "reuse", "adapt": "reuse", "project": "compute", "train": "compute",
                          "pseudo_label": "compute", "distill": "compute", "evaluate": "compute"}
     assert list(plan(out)) == [s.name for s in STAGES]
     assert len(ArtifactStore(demo_run.store).list_runs()) == runs_before  # nothing ran
