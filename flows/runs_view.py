@@ -14,6 +14,7 @@ import datetime as dt
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from concner.flows.console_width import natural_width, print_whole
@@ -81,11 +82,11 @@ def _rows(store: ArtifactStore) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def runs_table(store: ArtifactStore, rows: list | None = None) -> Table:
-    table = Table(title=f"runs in {store.root}", caption=CAPTION)
+    table = Table(title=f"runs in {escape(str(store.root))}", caption=CAPTION)
     for col in ("run", "started", "status", "computed", "reused", "F1"):
         table.add_column(col, no_wrap=True, justify="right" if col in ("computed", "reused") else "left")
     for row in _rows(store) if rows is None else rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # a folder or score such as [x] is text, not markup
     return table
 
 

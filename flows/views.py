@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -73,8 +74,8 @@ def stage_summary_table(record: dict, store: ArtifactStore) -> Table:
             name,
             Text(info["status"], style=style),
             f"{info.get('seconds', 0):.1f}",
-            info.get("headline", ""),
-            str(store.stage_dir(stage_of(name), info["key"])),
+            escape(info.get("headline", "")),
+            escape(str(store.stage_dir(stage_of(name), info["key"]))),
         )
     return table
 
@@ -105,7 +106,7 @@ def key_value_table(title: str, items: Mapping[str, object]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for k, v in items.items():
-        table.add_row(k, str(v))
+        table.add_row(escape(k), escape(str(v)))  # values such as lists print their brackets
     return table
 
 
@@ -137,7 +138,7 @@ def summary_table(block: SummaryTable, width: int = 80) -> Table:
     for col in block.columns:
         table.add_column(col, justify="right" if col in block.numeric else "left")
     for i, row in enumerate(block.rows):
-        table.add_row(*(str(c) for c in row), style="bold" if i in block.total_rows else None,
+        table.add_row(*(escape(str(c)) for c in row), style="bold" if i in block.total_rows else None,
                       end_section=i in block.section_ends)
     return table
 
@@ -215,13 +216,15 @@ def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sen
         raise UserError(f"artifact {stage}/{key} is corrupt: {'; '.join(problems)} "
                         "(rerun the config to recompute it; `concner verify --all` checks the whole store)")
     manifest = store.manifest(stage, key) or {}
-    console.print(f"[bold]{stage}[/bold] {key}  {store.stage_dir(stage, key)}")
+    console.print(f"[bold]{stage}[/bold] {key}  {escape(str(store.stage_dir(stage, key)))}")
     material = manifest.get("key_material")
     if material:
         inputs = ", ".join(f"{dep} {digest[:8]}" for dep, digest in material.get("inputs", {}).items()) or "none"
         libraries = ", ".join(f"{k} {v}" for k, v in material.get("libraries", {}).items()) or "none"
-        console.print(f"key covers: code {material.get('code', '')[:8]} (v{material.get('version')}), "
-                      f"params, input content [{inputs}], libraries [{libraries}]", style="dim", highlight=False)
+        # escaped: rich would read the bracketed lists as style tags and print nothing of them
+        console.print(escape(f"key covers: code {material.get('code', '')[:8]} (v{material.get('version')}), "
+                             f"params, input content [{inputs}], libraries [{libraries}]"), style="dim",
+                      highlight=False)
     summarize = get(stage).summary
     if summarize is not None:
         render_summary(console, summarize({"stage": stage, **manifest}, store.stage_dir(stage, key), options))

