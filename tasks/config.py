@@ -409,6 +409,11 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         if "=" not in pair:
             raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.epochs=2")
         key, raw = pair.split("=", 1)
+        if not key.strip():
+            raise UserError(f"--set {pair!r}: the key is empty; expected KEY=VALUE, e.g. --set train.epochs=2")
+        if any(not part.strip() for part in key.split(".")):
+            raise UserError(f"--set {pair!r}: the key {key.strip()!r} has an empty part; "
+                            "expected SECTION.KEY=VALUE, e.g. --set train.epochs=2")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
@@ -452,6 +457,12 @@ def _format_validation(err: ValidationError, where: _Where, prefix: KeyPath = ()
             problems.append(f"{where.source}: {msg}")
             continue
         place, path = where(loc, prefix)
+        if path not in where.lines:
+            # an unknown section given only by a --set (`--set nosection.x=1`): the error is at the
+            # section, above the --set's key, so `where` finds no match and would blame the file
+            below = [pair for key, pair in where.overrides if key[: len(path)] == path]
+            if below:
+                place = f"--set {below[-1]}"
         key = ".".join(path)
         if e["type"] == "extra_forbidden":
             problems.append(f"{place}: {key}: unknown key")
