@@ -94,6 +94,7 @@ class Preflight:
             if split != "target_unlabeled":
                 self._repairs(split, path, report)
         train_path, train = corpora["source_train"]
+        _has_entities(config, train_path, train)
         self._sample_size(config, train_path, train)
         self._entity_types(config, {s: corpora[s] for s in LABELED_SPLITS if s in corpora})
         self._translations(config, train_path, train, reports["source_train"])
@@ -102,6 +103,7 @@ class Preflight:
         unlabeled = corpora.get("target_unlabeled")
         self.notes.extend(check_config(config, unlabeled=(unlabeled[0], len(unlabeled[1])) if unlabeled else None,
                                        source_train=len(train), stages=self.stages))
+        _model_folders(config, self.stages)
 
     def _repairs(self, split: str, path: Path, report: ReadReport) -> None:
         n, line = report.tags_repaired, report.first_repair_line
@@ -178,6 +180,50 @@ class Preflight:
                     f"{s.first_line}) but none in {where}: the model learns it, but no labeled split scores it "
                     f"(usual when the corpora differ, e.g. CoNLL's MISC); {TYPES_HINT}"
                 )
+
+
+def _key_place(config: RunConfig, key: str) -> str:
+    place = config.place(*key.split("."))
+    return f"{place}: {key}" if place else key
+
+
+def _has_entities(config: RunConfig, path: Path, train: Sequence[Sentence]) -> None:
+    """A labeled source without a single entity: one error now, instead of a warning per type the
+    other splits have and the teacher failing its guard after the stages before it have run."""
+    if any(s.entities for s in train):
+        return
+    raise UserError(f"{_key_place(config, 'data.source_train')}: {path}: no entities in {len(train)} sentences "
+                    "(every tag is O, or there is no tag column): the teacher learns from these tags; give a "
+                    "labeled file with tags such as B-PER")
+
+
+# what from_pretrained needs beside config.json: weights in one of the formats transformers reads
+# (sharded ones through their index), and a tokenizer (a fast tokenizer's file, or a vocabulary)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                   "tokenizer.model", "source.spm")
+ENCODER_KEYS = ("train.encoder", "project.aligner_model", "distill.encoder")
+
+
+def _model_folders(config: RunConfig, stages: set[str] | None) -> None:
+    """An encoder or aligner folder with config.json but no weights or no tokenizer: caught here,
+    not when its stage loads it after the stages before it have run."""
+    from concner.tasks.config_checks import MODEL_STAGES, model_keys
+    from concner.tasks.model_info import describe
+
+    for key, ref in model_keys(config).items():
+        if key not in ENCODER_KEYS or (stages is not None and not MODEL_STAGES[key] & stages):
+            continue
+        info = describe(ref)
+        if info.kind != "local" or info.path is None:
+            continue
+        lacks = [f"no {what} ({' or '.join(names[:2])}, ...)"
+                 for what, names in (("weights", WEIGHT_FILES), ("tokenizer files", TOKENIZER_FILES))
+                 if not any((info.path / name).is_file() for name in names)]
+        if lacks:
+            raise UserError(f"{_key_place(config, key)}: model {ref!r}: {info.path} holds config.json but "
+                            f"{' and '.join(lacks)}: save the model and its tokenizer there with save_pretrained")
 
 
 def _entities(n: int) -> str:
