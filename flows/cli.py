@@ -146,6 +146,7 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target)
     _print_plan(plan)
     if dry_run:
+        _print_estimates(config, {p.entry for p in plan if p.action != "reuse"})
         return None
     _check_runner(config.runner, root)
     computes = any(p.action != "reuse" for p in plan)
@@ -157,6 +158,26 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     print_whole(console, stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
+
+
+def _print_estimates(config, entries: set[str] | None = None) -> None:
+    """The time per stage; with `entries` (a dry run's stages to compute) only those, since a reused
+    stage costs nothing."""
+    from concner.flows.init_config import config_estimates, estimate_table
+
+    langs = {branch: c.target_lang for branch, c in config.branches()}
+    for branch, estimates in config_estimates(config):
+        if entries is not None:
+            # a plan entry is `train` or `train@<target>`; ingest's row also covers ingest_target
+            wanted = {e.partition("@")[0] for e in entries if "@" not in e or e.partition("@")[2] == branch}
+            wanted |= {"ingest"} if "ingest_target" in wanted else set()
+            estimates = [e for e in estimates if e.stage in wanted]
+            if not estimates:
+                continue
+        where = f" @{branch}" if branch else ""
+        what = "estimate" if entries is None else "estimate of the stages to compute"
+        console.print(estimate_table(f"{what}: {config.name}{where} ({config.source_lang} -> {langs[branch]})",
+                                     estimates))
 
 
 def _check_runner(runner, root: Path) -> None:
@@ -201,6 +222,19 @@ def demo(
     from concner.tasks.bundled import config_path
 
     _run_pipeline(config_path(config), set_, store, [], None, dry_run)
+
+
+@app.command()
+def estimate(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+    set_: SetOpt = [],
+) -> None:
+    """Print a rough time per stage for a config, from its files' sentence counts and its models' sizes.
+
+    Nothing runs and the store is not read: every stage is counted, as on a first run."""
+    from concner.tasks.config import load_config
+
+    _print_estimates(load_config(config, set_))
 
 
 FileOpt = Optional[Path]

@@ -111,7 +111,9 @@ class Asker:
             try:
                 return check(answer)
             except UserError as err:
-                if self.prompt is None or given is not None:
+                if given is not None:  # from a flag: the message names it, as the answer alone may not
+                    raise UserError(f"{flag}: {err}") from None
+                if self.prompt is None:
                     raise
                 self.say(f"  error: {err}")
 
@@ -220,10 +222,12 @@ class Plan:
 
 
 def _rel(path: Path, base: Path) -> str:
-    """Relative to the config's folder (the config then moves with its data), unless they share only `/`."""
-    if os.path.commonpath([path, base]) == os.path.sep:
+    """Relative to the config's folder, as load_config resolves data paths (the config then moves
+    with its data); absolute only where no relative path exists (another drive on Windows)."""
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
         return str(path)
-    return os.path.relpath(path, base)
 
 
 def _q(value: object) -> str:
@@ -234,7 +238,13 @@ def _q(value: object) -> str:
 def render(plan: Plan, base: Path) -> str:
     """The config as commented YAML; paths relative to the config's folder."""
     a, f = plan.answers, plan.files
-    out = [f"# {a.source_lang} -> {a.target_lang}, written by `concner init`. Paths are relative to this file.",
+    paths = [_rel(f[k].path, base) for k in f]
+    where = ("File paths are relative to this file" if not any(os.path.isabs(p) for p in paths)
+             else "File paths are relative to this file, or absolute where on another drive")
+    # model references are not resolved against the config's folder, so a model folder stays absolute
+    if any(os.path.isabs(ref) for ref in (plan.encoder.ref, plan.aligner.ref, a.translator or "")):
+        where += "; model folders are absolute"
+    out = [f"# {a.source_lang} -> {a.target_lang}, written by `concner init`. {where}.",
            "# Check it with `concner run THIS_FILE --dry-run`; every value can be changed here or with --set.",
            f"name: {_q(a.name)}", f"source_lang: {_q(a.source_lang)}", f"target_lang: {_q(a.target_lang)}",
            "seed: 13", "data:"]
@@ -286,6 +296,60 @@ def sizes_for(answers: Answers, files: dict[str, FileSummary]) -> Sizes:
     return Sizes(n, unlabeled, evals)
 
 
+def config_sizes(config: RunConfig) -> Sizes:
+    """The sentence counts a run of this (one-target) config trains and distills on, read with the
+    stages' readers, so a long sentence split by ingest.max_tokens counts as the stages count it."""
+    from concner.tasks.preflight import Preflight
+    from concner.tasks.stages.ingest import split_paths
+
+    check = Preflight()
+    counts = {split: len(check.read(config, split, path)[0]) for split, path in split_paths(config).items()}
+    i = config.ingest
+    n = counts["source_train"]
+    if "source_dev" not in counts:
+        n -= min(i.source_dev_size, n // 10)  # held out by ingest before sampling
+    if i.sample_size:
+        n = min(n, i.sample_size)
+    unlabeled = counts.get("target_unlabeled", 0)
+    for cap in (i.max_unlabeled, config.pseudo_label.max_sentences):
+        if cap:
+            unlabeled = min(unlabeled, cap)
+    evals = sum(counts.get(k, 0) for k in ("source_dev", "target_dev", "target_test"))
+    return Sizes(n, unlabeled, evals)
+
+
+def config_estimates(config: RunConfig) -> list[tuple[str | None, list[StageEstimate]]]:
+    """(branch, time per stage) for every target of a config, from its files and its models' sizes."""
+    from concner.tasks.model_refs import ADAPTED
+
+    out = []
+    for branch, c in config.branches():
+        encoder = describe(c.train.encoder)
+        # `adapted` is train.encoder after the adapt stage: the same size
+        aligner = encoder if c.project.aligner_model == ADAPTED else describe(c.project.aligner_model)
+        student_ref = c.distill.encoder or c.train.encoder
+        student = encoder if student_ref in (ADAPTED, c.train.encoder) else describe(student_ref)
+        translator = None
+        if c.translate.backend != "parallel":
+            translator = describe(c.translate.model or f"Helsinki-NLP/opus-mt-{c.source_lang}-{c.target_lang}")
+        out.append((branch, estimate(c, config_sizes(c), encoder, aligner, translator, student)))
+    return out
+
+
+def estimate_table(title: str, estimates: list[StageEstimate]):
+    """Rows of stage, work and time with their total (the plan's table, for any config)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), caption=f"rough times (+-2x), no GPU; from {ESTIMATE_SOURCE}")
+    for col in ("stage", "work", "time"):
+        table.add_column(col, overflow="fold")
+    for e in estimates:
+        table.add_row(e.stage, escape(e.basis), human(e.seconds))
+    table.add_row("all", "", human(sum(e.seconds for e in estimates)), style="bold")
+    return table
+
+
 def validate_written(text: str, path: Path) -> RunConfig:
     """The config as `concner run` would load it, through the full preflight (files together, models)."""
     from concner.tasks.preflight import check_inputs
@@ -297,16 +361,8 @@ def validate_written(text: str, path: Path) -> RunConfig:
 
 
 def plan_table(plan: Plan, estimates: list[StageEstimate]):
-    from rich.table import Table
-
-    table = Table(title=f"plan: {plan.answers.name} ({plan.answers.source_lang} -> {plan.answers.target_lang})",
-                  caption=f"rough times (+-2x), no GPU; from {ESTIMATE_SOURCE}")
-    for col in ("stage", "work", "time"):
-        table.add_column(col, overflow="fold")
-    for e in estimates:
-        table.add_row(e.stage, e.basis, human(e.seconds))
-    table.add_row("all", "", human(sum(e.seconds for e in estimates)), style="bold")
-    return table
+    a = plan.answers
+    return estimate_table(f"plan: {a.name} ({a.source_lang} -> {a.target_lang})", estimates)
 
 
 def _lang(answer: str) -> str:
@@ -327,6 +383,10 @@ def _count(answer: str) -> int:
 
 def gather(given: Answers, ask: Asker) -> Plan:
     """Ask (or take from `given`) every answer, reading each file as it comes; the plan to write."""
+    if given.translator is not None and given.parallel_file is not None:
+        # one translate.backend per config: taking either would silently drop the other
+        raise UserError("--translator and --parallel-file are exclusive: give --translator to translate with a "
+                        "MarianMT model, or --parallel-file for existing translations")
     a = Answers(repair_tags=given.repair_tags)
     files: dict[str, FileSummary] = {}
     say = ask.say
