@@ -30,6 +30,11 @@ PSEUDO_S_PER_SENTENCE = 27.14 / 1000 * RECIPE_CORE_SHARE
 # ... stage_seconds.distill = 1138.32 s for the student's 10 epochs (runs["100/13"]["student"].epochs_run)
 # over 1,000 sentences (batch 32, max_length 64)
 DISTILL_S_PER_SENTENCE_EPOCH = 1138.32 / (10 * 1000) * RECIPE_CORE_SHARE
+# benchmarks/results/recipe_cpu_adapt_n100.json, runs["100/13"]["ConCNER teacher, adapted"]: the adapt
+# stage's seconds for its steps (batch 32, max_length 64, the same 2/3-core share), load and held-out
+# loss included
+ADAPT_SECONDS, ADAPT_STEPS, ADAPT_BENCH_BATCH = 1800.0, 300, 32
+ADAPT_S_PER_STEP = ADAPT_SECONDS / ADAPT_STEPS * RECIPE_CORE_SHARE
 # benchmarks/results/align.json: batched.s_per_pair = 0.0149 (300 real pairs, layer 5, all methods)
 ALIGN_S_PER_PAIR = 0.0149
 ALIGN_BENCH_LAYER = 5
@@ -97,11 +102,16 @@ def estimate(config: RunConfig, sizes: Sizes, encoder: ModelInfo, aligner: Model
         out.append(StageEstimate("translate", seconds, f"{sizes.source_train} sentences, "
                                  f"{config.translate.num_beams} beam(s), {TRANSLATE_SENTENCES_PER_S:.1f} sentences/s "
                                  "for an opus-mt-sized Marian with 1 beam"))
+    enc = compute_factor(encoder.layers, encoder.hidden)
+    if config.adapt.enabled:
+        a = config.adapt
+        per_step = ADAPT_S_PER_STEP * enc * (a.batch_size / ADAPT_BENCH_BATCH)
+        out.append(StageEstimate("adapt", a.steps * max(per_step, FLOOR_S_PER_STEP),
+                                 f"{a.steps} steps of {a.batch_size} masked sentences"))
     layer = min(config.project.layer, aligner.layers) if aligner.layers is not None else config.project.layer
     align_factor = compute_factor(layer, aligner.hidden if aligner.known else None, ALIGN_BENCH_LAYER)
     out.append(StageEstimate("project", sizes.source_train * ALIGN_S_PER_PAIR * align_factor,
                              f"{sizes.source_train} pairs through {layer} layers of the aligner"))
-    enc = compute_factor(encoder.layers, encoder.hidden)
     epochs, steps = _epochs(sizes.source_train, t.batch_size, t.epochs, t.min_steps)
     per_step = TRAIN_S_PER_STEP * enc * (t.batch_size / TRAIN_BENCH_BATCH) * (1.0 if t.use_translations else 0.5)
     out.append(StageEstimate("train", steps * max(per_step, FLOOR_S_PER_STEP), f"up to {epochs} epochs = {steps} steps of {t.batch_size} "
