@@ -20,8 +20,9 @@ from typing import Any
 
 from prefect.exceptions import ExternalSignal
 
-from concner.flows.pipeline import (USER_ERRORS, PlannedStage, _decide, close_record, is_user_error, key_now,
-                                    stage_call, stage_entry, start_record)
+from concner.flows.plan import PlannedStage, decide, key_now
+from concner.flows.records import close_record, is_user_error, stage_entry, start_record
+from concner.flows.stage_task import USER_ERRORS, stage_call
 from concner.tasks.config import RunConfig, RunnerConfig
 from concner.tasks.errors import UserError
 from concner.tasks.store import ArtifactStore
@@ -138,7 +139,7 @@ def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, task_runner, comp
     if (stage.name, stage.key) in computing:
         return
     if not stage.forced:  # another run may have published it since this one was planned
-        _decide(stage, store)
+        decide(stage, store)
     if stage.note and stage.note != "forced":
         log.warning("%s: %s", stage.entry, stage.note)
     job.resolved[(stage.target, stage.name)] = stage.key

@@ -263,11 +263,11 @@ def sweep_record(sweep_id: str, config_path: Path, base_sets: list[str], base, g
 
 def mark_dead_sweeps(store: ArtifactStore) -> list[str]:
     """Sweeps left `running` by a process of this host that is gone (kill -9) are marked `interrupted`."""
-    from concner.flows.pipeline import _alive
+    from concner.flows.records import alive
 
     marked = []
     for record in list_sweeps(store):
-        if record.get("status") != "running" or record.get("host") != socket.gethostname() or _alive(record.get("pid")):
+        if record.get("status") != "running" or record.get("host") != socket.gethostname() or alive(record.get("pid")):
             continue
         record.update(status="interrupted", error=f"process {record.get('pid')} ended without finishing (killed?)")
         for member in record["members"]:
@@ -400,7 +400,7 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
 
 def _start_pending(record: dict) -> Iterator[tuple[dict, Any]]:
     """Each member that has not run yet, with its config, marked running under a new run id."""
-    from concner.flows.pipeline import new_run_id
+    from concner.flows.records import new_run_id
     from concner.tasks.config import RunConfig
 
     for member in record["members"]:

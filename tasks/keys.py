@@ -174,7 +174,7 @@ def folder_digest(folder: Path, cache_dir: Path | None = None) -> str:
 def keyed_params(params: Mapping[str, Any], model_params: tuple[str, ...], cache_dir: Path | None) -> dict[str, Any]:
     """`params` with each local model folder named in `model_params` replaced by its content digest
     (a hub name or `tiny` stays as it is: `tiny` is built from the stage's inputs, which are keyed)."""
-    from concner.tasks.model_refs import local_model_path
+    from concner.tasks.model_info import local_model_path
 
     out = dict(params)
     for name in model_params:

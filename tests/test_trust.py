@@ -77,9 +77,9 @@ def test_recomputed_stage_keys_downstream_by_content(cli, demo_run, tmp_path, mo
     assert set(statuses(store.list_runs()[-1]).values()) == {"reused"}
 
     # a recompute that gives other weights (as a GPU run or another seed would) under the same key
-    import concner.flows.pipeline as pipeline
+    import concner.flows.stage_task as stage_task
 
-    monkeypatch.setattr(pipeline, "derive_seed", lambda seed, stage: 12345)
+    monkeypatch.setattr(stage_task, "derive_seed", lambda seed, stage: 12345)
     code, _, err = cli("stage", "train", DEMO, "--store", root, *FAST)
     assert code == 0, err[-3000:]
     monkeypatch.undo()

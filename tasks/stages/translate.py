@@ -64,7 +64,7 @@ def default_model(config: RunConfig) -> str:
     return default_model_name(config.source_lang, config.target_lang)
 
 
-def _read_parallel(path: Path, expected: int, source_path: str, ctx: StageContext) -> tuple[list[list[str]], list | None]:
+def read_parallel(path: Path, expected: int, source_path: str, ctx: StageContext) -> tuple[list[list[str]], list | None]:
     """Translation tokens per source sentence, and gold target tags when the file is labeled CoNLL.
 
     A CoNLL file pairs sentence by sentence; any other file line by line (`read_aligned_lines`:
@@ -104,7 +104,7 @@ def compute_translate(ctx: StageContext) -> None:
         info = source_file_info(ingest_dir)
         if info["read"]["sentences_split"]:
             raise UserError("translate.backend=parallel needs unsplit source sentences: set ingest.long_sentences=reject")
-        tokens, gold = _read_parallel(t.parallel_file, info["sentences_in_file"], info["file"], ctx)
+        tokens, gold = read_parallel(t.parallel_file, info["sentences_in_file"], info["file"], ctx)
         rows["translation_tokens"] = [tokens[s.id] for s in source]
         rows["translation_text"] = [detokenize(x) for x in rows["translation_tokens"]]
         rows["gold_tags"] = [gold[s.id] for s in source] if gold else [None] * len(source)
@@ -147,7 +147,7 @@ def compute_translate(ctx: StageContext) -> None:
         from concner.tasks.translate import score_translations
 
         info = source_file_info(ingest_dir)
-        ref_tokens, _ = _read_parallel(t.reference_file, info["sentences_in_file"], info["file"], ctx)
+        ref_tokens, _ = read_parallel(t.reference_file, info["sentences_in_file"], info["file"], ctx)
         references = [detokenize(ref_tokens[s.id]) for s in source]
         corpus, per_sentence = score_translations(rows["translation_text"], references)
         rows["chrf"] = per_sentence
