@@ -16,7 +16,7 @@ training recipe (learning rate, min_steps, balance, selection on source dev, the
 
     python benchmarks/recipe.py [--sizes 100] [--seeds 13 14] [--jobs 2] [--max-length 64] [--rows ...]
                                 [--set train.epochs=10 ...]   # a change to every row (recorded in the file)
-    python benchmarks/recipe.py --update-readme      # README's table from benchmarks/results/recipe*.json
+    python benchmarks/recipe.py --update-readme      # docs/benchmarks.md's table from benchmarks/results/recipe*.json
 
 Each (size, seed) runs in its own process (torch threads = cores / jobs), all into one store, so
 the members share ingest/translate/project artifacts; the largest sizes start first. The result
@@ -184,7 +184,8 @@ def table_results(folder: Path) -> list[dict]:
     return [{**json.loads(f.read_text(encoding="utf-8")), "file": f.name} for f in sorted(folder.glob("recipe*.json"))]
 
 
-def update_readme(results: list[dict], readme: Path = REPO / "README.md") -> None:
+def update_readme(results: list[dict], readme: Path = REPO / "docs" / "benchmarks.md") -> None:
+    """Rewrite the recipe table between README_MARKERS in docs/benchmarks.md (`--update-readme`)."""
     text = readme.read_text(encoding="utf-8")
     start, end = README_MARKERS
     if start not in text or end not in text:
@@ -197,7 +198,7 @@ def update_readme(results: list[dict], readme: Path = REPO / "README.md") -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update-readme", action="store_true",
-                        help="only rewrite README's recipe table from the existing --out JSON, run nothing")
+                        help="only rewrite the recipe table in docs/benchmarks.md from the existing --out JSON, run nothing")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 14])
     parser.add_argument("--jobs", type=int, default=2)

@@ -187,9 +187,9 @@ def _result(file: str, machine: dict, rows: dict, runs: dict) -> dict:
 
 
 def test_the_readme_table_keeps_each_file_and_device_in_a_block_of_its_own():
-    """README's recipe table is written from the result files: rows of one N stay together, a
-    CPU file's rows are not mixed in among a GPU file's, each row says its device, and a seed the
-    guard stopped is shown as such, not as a score."""
+    """The recipe table (docs/benchmarks.md) is written from the result files: rows of one N stay
+    together, a CPU file's rows are not mixed in among a GPU file's, each row says its device, and
+    a seed the guard stopped is shown as such, not as a score."""
     gpu = _result("recipe_gpu.json", {"cuda_device": "NVIDIA H200", "cpu_count": 16},
                   {(100, "ConCNER teacher"): [0.4, 0.38], (100, "source only"): [0.25, 0.26],
                    (500, "CE + translations"): [0.47, 0.48]},
@@ -209,10 +209,10 @@ def test_the_readme_table_keeps_each_file_and_device_in_a_block_of_its_own():
 
 
 def test_the_readme_table_is_the_one_the_result_files_give():
-    """The README's recipe table is generated (`recipe.py --update-readme`), never edited by hand:
-    it must equal what the committed result files give."""
+    """The recipe table in docs/benchmarks.md is generated (`recipe.py --update-readme`), never
+    edited by hand: it must equal what the committed result files give."""
     script = _recipe_script()
     table = script.markdown_table(script.table_results(REPO / "benchmarks" / "results"))
     start, end = script.README_MARKERS
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == table
+    doc = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert doc.split(start, 1)[1].split(end, 1)[0].strip() == table
