@@ -83,7 +83,9 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
         code_fingerprint(spec.compute.__module__)
     names = [s.name for s in registry.STAGES]
     if until or only:
-        names = registry.upstream_closure(registry.get(until or only).name)
+        # the inputs the stages read under this config: a stage that is off (adapt) is not needed
+        reads = lambda spec: {dep for _, c in config.branches() for dep in read_inputs(spec, c)}  # noqa: E731
+        names = registry.upstream_closure(registry.get(until or only).name, reads)
     forced = registry.downstream_closure(set(force))
     per_target = registry.downstream_closure({"ingest_target"})
     branches = config.branches()

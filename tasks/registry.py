@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from concner.tasks.stages import adapt, distill, evaluate, ingest, project, pseudo_label, train, translate
 from concner.tasks.errors import UserError
 from concner.tasks.stage import StageSpec
@@ -31,12 +33,13 @@ def stage_of(entry: str) -> str:
     return entry.split("@", 1)[0]
 
 
-def upstream_closure(name: str) -> list[str]:
-    """`name` and every stage it depends on, in DAG order."""
+def upstream_closure(name: str, inputs: Callable[[StageSpec], Iterable[str]] | None = None) -> list[str]:
+    """`name` and every stage it depends on, in DAG order; `inputs` (a spec's inputs under one
+    config, e.g. only those it reads) narrows the declared ones."""
     needed = {name}
     for spec in reversed(STAGES):
         if spec.name in needed:
-            needed.update(spec.inputs)
+            needed.update(inputs(spec) if inputs is not None else spec.inputs)
     return [s.name for s in STAGES if s.name in needed]
 
 
