@@ -689,6 +689,11 @@ def deployments() -> None:
 
 def main() -> None:
     _signals_received.clear()
+    if not sys.stderr.isatty():
+        # transformers draws its "Loading weights" / "Writing model shards" bars with carriage
+        # returns; in a log file or pipe they splice into the log lines. The setting is read when
+        # transformers is first imported, so it must be in place before any stage loads a model.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except (KeyboardInterrupt, SystemExit) as err:

@@ -87,6 +87,7 @@ def test_a_user_error_inside_a_stage_is_printed_once(prefect_server, tmp_path):
     assert proc.returncode == 2, output[-3000:]
     assert output.count("the teacher learned (almost) nothing") == 1, output[-3000:]
     assert "Traceback" not in output and "NoneType: None" not in output
+    assert "Loading weights" not in output  # no progress bars spliced into the log lines of a pipe
     record = ArtifactStore(tmp_path / "store").list_runs()[-1]
     assert record["status"] == "failed" and record["failed_stage"] == "train"
     assert not (tmp_path / "store" / "stages" / "train").exists() or not list((tmp_path / "store" / "stages" / "train").iterdir())
