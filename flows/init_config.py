@@ -268,7 +268,12 @@ def render(plan: Plan, base: Path) -> str:
     else:
         out.append("  backend: marian")
         out.append(f"  model: {_q(a.translator)}   # MarianMT (any transformers seq2seq model)")
-    out += ["project:",
+    from concner.tasks.config import AdaptConfig
+
+    out += ["adapt:",
+            f"  enabled: {'true' if AdaptConfig().enabled else 'false'}   # continue pretraining the encoder on the "
+            "target text first (user guide, 'adapt'); `concner estimate` shows what it costs",
+            "project:",
             f"  aligner_model: {_q(plan.aligner.ref)}",
             f"  layer: {plan.layer}   # {plan.layer_why}",
             "  method: mwmf   # best of itermax/mwmf/inter measured on real en-es pairs (benchmarks/results/projection.json)",

@@ -31,6 +31,12 @@ def test_constants_are_the_measured_figures():
         stages["pseudo_label"] / student["unlabeled_sentences"] * share, rel=1e-3)
     assert est.DISTILL_S_PER_SENTENCE_EPOCH == pytest.approx(
         stages["distill"] / (student["epochs_run"] * student["unlabeled_sentences"]) * share, rel=1e-3)
+    adapted = _bench("recipe_cpu_adapt_n100")
+    adapted_share = adapted["machine"]["cpu_count"] / len(adapted["runs"])
+    assert adapted_share == pytest.approx(est.RECIPE_CORE_SHARE)
+    row = adapted["runs"]["100/13"]["ConCNER teacher, adapted"]
+    assert est.ADAPT_SECONDS == pytest.approx(row["stage_seconds"]["adapt"], rel=1e-3)
+    assert est.ADAPT_STEPS == row["adapt"]["steps"]
     align = _bench("align")
     assert est.ALIGN_S_PER_PAIR == pytest.approx(align["batched"]["s_per_pair"], rel=1e-2)
     assert est.ALIGN_BENCH_LAYER == align["layer"]
@@ -71,3 +77,15 @@ def test_tiny_models_are_floored_by_the_measured_demo():
     tiny = describe("tiny")
     total = sum(e.seconds for e in est.estimate(demo, est.Sizes(300, 400), tiny, tiny))
     assert 20 < total < 60
+
+
+def test_the_adapt_stage_is_estimated_only_when_it_runs():
+    base = {"target_lang": "es", "data": {"source_train": "x"},
+            "translate": {"backend": "parallel", "parallel_file": "y"}}
+    minilm = _info(6, 384)
+    off = {e.stage for e in est.estimate(config_from_dict(base, base_dir=REPO), est.Sizes(500, 3000), minilm, minilm)}
+    assert "adapt" not in off
+    on = config_from_dict({**base, "adapt": {"enabled": True, "steps": 600, "batch_size": 64}}, base_dir=REPO)
+    stages = {e.stage: e.seconds for e in est.estimate(on, est.Sizes(500, 3000), minilm, minilm)}
+    # the benchmark's 300 steps of 32 sentences, on one core of their own: twice the steps, twice the batch
+    assert stages["adapt"] == pytest.approx(4 * 1836.37 * 2 / 3, rel=1e-3)
