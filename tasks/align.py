@@ -38,6 +38,12 @@ from threadpoolctl import threadpool_limits  # ships with scikit-learn, which si
 
 from concner.tasks.errors import UserError
 
+# simalign gives its logger a handler of its own, and the run's logging (Prefect) prints the same
+# record again through the root logger: one copy is enough
+for _handler in list(logging.getLogger("simalign.simalign").handlers):
+    logging.getLogger("simalign.simalign").removeHandler(_handler)
+
+
 LOG = logging.getLogger(__name__)
 
 # The letters and names of SentenceAligner.__init__ (a local dict there, so it cannot be imported).
