@@ -109,6 +109,11 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and its noun in the right number: "1 column", "2 columns"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _show(text: str, limit: int = 80) -> str:
     """A line quoted for a message, shortened: a broken line can be megabytes long."""
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
@@ -146,7 +151,7 @@ def _split_blocks(path: Path, lines: list[str]) -> tuple[list[_Block], str, int]
         if not columns:
             columns = len(cols)
         if len(cols) != columns:
-            problem = f"{len(cols)} columns where the file has {columns} ({_show(line.strip())})"
+            problem = f"{counted(len(cols), 'column')} where the file has {columns} ({_show(line.strip())})"
             raise InputFileError(path, problem, number)
         if any(not c for c in cols):
             raise InputFileError(path, f"empty column in {_show(line)}", number)
@@ -172,7 +177,7 @@ def _limit_length(sentence: Sentence, max_tokens: int | None, policy: LongPolicy
     if policy == "reject":
         raise InputFileError(
             path,
-            f"sentence has {len(sentence.tokens)} tokens, more than the limit of {max_tokens} "
+            f"sentence has {counted(len(sentence.tokens), 'token')}, more than the limit of {max_tokens} "
             "(raise ingest.max_tokens or set ingest.long_sentences=split)",
             sentence.line,
         )
@@ -232,7 +237,14 @@ def read_conll(
                 tags, repaired = to_iob2(raw_tags, scheme, repair=repair_tags)  # type: ignore[arg-type]
             except TagError as err:
                 hint = " (set ingest.repair_tags=true to read it as conlleval does, counting each repair)"
-                raise InputFileError(path, str(err) + hint, block.line + err.index) from None
+                line = block.line + err.index
+                stray = _first_bioes_tag(blocks) if scheme == "BIOES" else None
+                if stray is not None and stray[0] > line:
+                    # the tags before the first E-/S- tag read as IOB: that tag is the odd one out
+                    problem = (f"tag {stray[1]!r} is BIOES (E-/S-), but the tags before it are IOB (line {line}: "
+                               f"{err}): the file mixes tag schemes; write its tags in one scheme")
+                    raise InputFileError(path, problem + hint, stray[0]) from None
+                raise InputFileError(path, str(err) + hint, line) from None
             first = block.line if repaired else None
             if scheme == "IOB2":
                 dangling = dangling_inside(raw_tags)
@@ -248,6 +260,15 @@ def read_conll(
     for i, s in enumerate(sentences):
         s.id = i
     return sentences, report
+
+
+def _first_bioes_tag(blocks: list[_Block]) -> tuple[int, str] | None:
+    """(line, tag) of the file's first E-/S- tag (or BILOU's L-/U-), the tags that make it BIOES."""
+    for block in blocks:
+        for i, row in enumerate(block.rows):
+            if row[-1][:2] in ("E-", "S-", "L-", "U-"):
+                return block.line + i, row[-1]
+    return None
 
 
 def _detect_scheme(path: Path, blocks: list[_Block]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from concner.tasks.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, load_split, sample_split, split_file
 from concner.tasks.config import RunConfig
-from concner.tasks.conll import ReadReport, check_input_file, read_conll, read_unlabeled, write_conll
+from concner.tasks.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled, write_conll
 from concner.tasks.corpus import Sentence, corpus_stats, entity_types, to_frame
 from concner.tasks.errors import InputFileError, UserError
 from concner.tasks.stage import StageContext, StageSpec
@@ -140,7 +140,8 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
                 _write_split(ctx, "source_dev", held_out)
                 stats["source_dev"] = {**corpus_stats(held_out), "file": str(path), "sentences_in_file": full,
                                        "held_out_from": "source_train", "read": vars(report)}
-                ctx.log.info("ingest source_dev: %d sentences held out of %s for model selection", len(held_out), path)
+                ctx.log.info("ingest source_dev: %s held out of %s for model selection",
+                             counted(len(held_out), "sentence"), path)
         if split == "source_train" and config.ingest.sample_size:
             sentences = sample_covering_types(sentences, config.ingest.sample_size, seed)
         if split == "target_unlabeled" and config.ingest.max_unlabeled:
@@ -148,10 +149,10 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
         _write_split(ctx, split, sentences)
         stats[split] = {**corpus_stats(sentences), "file": str(path), "sentences_in_file": full, "read": vars(report)}
         if report.tags_repaired:
-            what = "I- tags that continue no entity" if report.scheme == "IOB2" else "invalid BIOES sequences"
-            ctx.log.warning("%s: %d %s repaired (first at line %s)", path, report.tags_repaired, what,
-                            report.first_repair_line)
-        ctx.log.info("ingest %s: %d sentences from %s", split, len(sentences), path)
+            what = (counted(report.tags_repaired, "I- tag that continues no entity", "I- tags that continue no entity")
+                    if report.scheme == "IOB2" else counted(report.tags_repaired, "invalid BIOES sequence"))
+            ctx.log.warning("%s: %s repaired (first at line %s)", path, what, report.first_repair_line)
+        ctx.log.info("ingest %s: %s from %s", split, counted(len(sentences), "sentence"), path)
     return stats
 
 
@@ -162,7 +163,7 @@ def _write_split(ctx: StageContext, split: str, sentences: Sequence[Sentence]) -
 
 def _headline(metrics: dict) -> str:
     s = metrics["splits"]["source_train"]
-    return f"{s['sentences']} source sentences, {sum(s['entities'].values())} entities"
+    return f"{counted(s['sentences'], 'source sentence')}, {counted(sum(s['entities'].values()), 'entity', 'entities')}"
 
 
 def _target_headline(metrics: dict) -> str:
