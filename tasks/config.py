@@ -307,6 +307,13 @@ class RunConfig(_Section):
                              "(not starting with '.'), e.g. en-es")
         return name
 
+    @field_validator("source_lang", "target_lang")
+    @classmethod
+    def _lang_not_empty(cls, lang: str | None) -> str | None:
+        if lang is not None and not lang.strip():
+            raise ValueError("empty language code: give one such as en, es, de")
+        return lang
+
     @field_validator("target_lang")
     @classmethod
     def _target_differs(cls, lang: str | None, info: ValidationInfo) -> str | None:
@@ -468,6 +475,9 @@ def _format_validation(err: ValidationError, where: _Where, prefix: KeyPath = ()
             problems.append(f"{place}: {key}: unknown key")
         elif e["type"] == "missing":
             problems.append(f"{place}: {key}: required key is missing")
+        elif e["type"] == "path_type":
+            got = "null" if e.get("input") is None else repr(e.get("input"))
+            problems.append(f"{place}: {key}: needs a file path (got {got})")
         else:
             got = f" (got {e.get('input')!r})" if e["type"] != "value_error" else ""
             problems.append(f"{place}: {key}: {msg}{got}")
