@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from concner.flows.console_width import print_whole
 from concner.tasks.corpus import Sentence
 from concner.tasks import training_summary
 from concner.tasks.errors import UserError
@@ -268,7 +269,7 @@ def sweep_overview_table(record: dict, metric: str = "f1") -> Table:
                         "(seqeval default mode)")
     table.add_column("setting")
     for name in names:
-        table.add_column(Text(name), justify="right")
+        table.add_column(Text(name), justify="right", overflow="fold")  # on a narrow terminal: folded, not cut
     best = {}
     for name in names:
         means = [per[name][metric].mean for per in stats.values() if name in per and metric in per[name]]
@@ -311,11 +312,13 @@ def show_sweep(console: Console, record: dict, store: ArtifactStore, members: bo
     head.append(f" ({record.get('status')}): {record.get('config_file')}  grid {grid or '-'}  "
                 f"seeds {', '.join(map(str, record['seeds']))}{until}")
     console.print(head, highlight=False)
+    # piped or logged: each table at its natural width, so no score name is cut to `student/targ…`
+    # (dev and test would look alike) and no mean ± sd loses its digits
     if members:
-        console.print(sweep_members_table(record))
+        print_whole(console, sweep_members_table(record))
     for table in sweep_setting_tables(record):
-        console.print(table)
+        print_whole(console, table)
     if score_names(record):
-        console.print(sweep_overview_table(record))
+        print_whole(console, sweep_overview_table(record))
     path = sweeps_dir(store) / f"{record['sweep_id']}.json"
     console.print(f"sweep record: {path}", highlight=False, markup=False, soft_wrap=True)
