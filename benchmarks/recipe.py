@@ -136,8 +136,10 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
                     "epochs_run": len(train["epochs"]), "best_epoch": train["best_epoch"],
                     "train_steps": len(train["epochs"]) * math.ceil(size / cfg.train.batch_size),
                     "seconds": round(time.time() - started, 1), "run_id": record["run_id"],
-                    # what tasks/estimate.py's per-stage constants are derived from (computed stages only)
-                    "stage_seconds": {s: v["seconds"] for s, v in record["stages"].items() if v["status"] == "computed"}}
+                    # what tasks/estimate.py's per-stage constants are derived from: each artifact's compute
+                    # time from its manifest, also when this run reused it (a resumed or repeated invocation)
+                    "stage_seconds": {s: (store.manifest(s, v["key"]) or {}).get("seconds")
+                                      for s, v in record["stages"].items()}}
         if cfg.adapt.enabled:
             adapt = store.manifest("adapt", record["stages"]["adapt"]["key"])["metrics"]
             out[row]["adapt"] = {"steps": adapt["steps"], "heldout_mlm_loss": adapt["heldout_mlm_loss"],
