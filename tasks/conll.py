@@ -50,10 +50,20 @@ class ReadReport:
     columns: int
     scheme: str | None
     lang_prefix: bool
-    sentences_split: int = 0
+    sentences_split: int = 0  # pieces added by splitting long sentences (ingest.long_sentences: split)
+    long_sentences: int = 0  # sentences longer than max_tokens, however many pieces each became
+    first_long: tuple[int, int] | None = None  # (line, tokens) of the first of them
     tags_ignored: bool = False
     tags_repaired: int = 0
     first_repair_line: int | None = None  # where the first repaired tag (IOB2) or sequence (BIOES) is
+
+
+def _count_long(report: ReadReport, sentence: Sentence, pieces: list[Sentence]) -> None:
+    if len(pieces) > 1:
+        report.sentences_split += len(pieces) - 1
+        report.long_sentences += 1
+        if report.first_long is None:
+            report.first_long = (sentence.line, len(sentence.tokens))
 
 
 def check_input_file(path: Path, what: str | None = None) -> None:
@@ -255,7 +265,7 @@ def read_conll(
             extra = [[row[c] for row in block.rows] for c in range(1, columns - 1)]
         sentence = Sentence(0, tokens, tags, extra or [], block.line)
         pieces = _limit_length(sentence, max_tokens, long_sentences, path)
-        report.sentences_split += len(pieces) - 1
+        _count_long(report, sentence, pieces)
         sentences.extend(pieces)
     for i, s in enumerate(sentences):
         s.id = i
@@ -319,7 +329,7 @@ def read_unlabeled(
             continue
         sentence = _line_sentence(path, line, number, word_tokenize)
         pieces = _limit_length(sentence, max_tokens, long_sentences, path)
-        report.sentences_split += len(pieces) - 1
+        _count_long(report, sentence, pieces)
         sentences.extend(pieces)
     for i, s in enumerate(sentences):
         s.id = i

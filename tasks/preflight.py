@@ -139,11 +139,14 @@ class Preflight:
         if t.backend == "parallel":
             if t.parallel_file is None:
                 raise UserError("translate.backend=parallel needs translate.parallel_file")
-            if report.sentences_split:
+            if report.long_sentences:
+                line, tokens = report.first_long
+                many = f"{report.long_sentences} sentences" if report.long_sentences > 1 else "a sentence"
                 raise UserError(
-                    f"translate.backend=parallel needs unsplit source sentences, but {report.sentences_split} "
-                    f"sentences of {train_path} are longer than ingest.max_tokens={config.ingest.max_tokens}: "
-                    "set ingest.long_sentences=reject (and raise ingest.max_tokens if needed)")
+                    f"{train_path}, line {line}: translate.backend=parallel needs unsplit source sentences, but "
+                    f"{many} of this file {'are' if report.long_sentences > 1 else 'is'} longer than "
+                    f"ingest.max_tokens={config.ingest.max_tokens} (the first here, {tokens} tokens): set "
+                    "ingest.long_sentences=reject (and raise ingest.max_tokens if needed)")
             _, gold = self.read_parallel(config, t.parallel_file, "translate.parallel_file", len(train), train_path)
             if gold is not None and config.ingest.entity_types:
                 sentences, _ = read_conll(t.parallel_file, repair_tags=config.ingest.repair_tags)

@@ -165,3 +165,22 @@ def test_piped_sweep_tables_keep_every_score_name_whole(tmp_path: Path):
     assert "…" not in text
     for name in ("student/target_dev", "student/target_test", "teacher/target_dev", "teacher/target_test"):
         assert name in text
+
+
+def test_one_long_sentence_is_reported_as_one_sentence_at_its_line(tmp_path: Path):
+    """A single 5,000-token sentence split into pieces is one sentence, not one per extra piece."""
+    from concner.tasks.config import config_from_dict
+    from concner.tasks.preflight import check_inputs
+
+    rows = ["Ana B-PER", "vive O", ""] * 2 + [f"w{i} O" for i in range(5000)] + [""]
+    source = _write(tmp_path / "en.conll", "\n".join(rows) + "\n")
+    parallel = _write(tmp_path / "es.txt", "Ana vive\nAna vive\nmuchas palabras\n")
+    config = config_from_dict({"target_lang": "es", "data": {"source_train": str(source)},
+                               "ingest": {"long_sentences": "split", "max_tokens": 64},
+                               "translate": {"backend": "parallel", "parallel_file": str(parallel)}},
+                              base_dir=tmp_path)
+    with pytest.raises(UserError) as err:
+        check_inputs(config)
+    text = str(err.value)
+    assert text.startswith(f"{source}, line 7:") and "a sentence of this file is longer" in text, text
+    assert "5000 tokens" in text and "79 sentences" not in text
