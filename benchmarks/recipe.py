@@ -100,7 +100,7 @@ def base_config(size: int, unlabeled: Path, max_length: int) -> dict:
 
 
 def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, unlabeled: int, threads: int,
-             rows: list[str], common: tuple[str, ...] = ()) -> dict:
+             rows: list[str], common: tuple[str, ...] = (), students: tuple[str, ...] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -119,7 +119,7 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     out: dict[str, dict] = {}
     for row in rows:
         overrides = ROWS[row]
-        teacher = row in STUDENTS
+        teacher = row in STUDENTS and (students is None or row in students)
         # the run-wide changes first: a row's own overrides (what defines the row) win
         sets = [*common, *(f"{k}={json.dumps(v)}" for k, v in {"seed": seed, **overrides}.items())]
         cfg = config_from_dict(config, base_dir=REPO, overrides=sets)
@@ -211,6 +211,8 @@ def main() -> None:
                         + ", ".join(DEFAULT_ROWS))
     parser.add_argument("--set", dest="common", action="append", default=[], metavar="KEY=VALUE",
                         help="a config change for every row (as `concner run --set`); the rows' own win")
+    parser.add_argument("--students-for", dest="students", nargs="+", choices=list(STUDENTS), default=None,
+                        help="the teacher rows whose student is distilled (default: every teacher row run)")
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (store, unlabeled files); default: a new temporary folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipe.json")
@@ -232,7 +234,8 @@ def main() -> None:
                              initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         end_workers_on_sigterm(pool)
         futures = {pool.submit(run_seed, *job, str(store), str(work), args.max_length, args.unlabeled, threads,
-                               args.rows, tuple(args.common)): job for job in jobs}
+                               args.rows, tuple(args.common),
+                               None if args.students is None else tuple(args.students)): job for job in jobs}
         for future in as_completed(futures):
             per_run[futures[future]] = future.result()
             write_result(args.out, summarise(args, jobs, per_run, started))
@@ -258,7 +261,8 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
               started: float) -> dict:
     """The result file's content from the (size, seed) runs finished so far."""
     table = {}
-    row_names = [*args.rows, *(STUDENTS[r] for r in args.rows if r in STUDENTS)]
+    row_names = [*args.rows, *(STUDENTS[r] for r in args.rows
+                               if r in STUDENTS and (args.students is None or r in args.students))]
     for size in sorted(args.sizes):
         if not any((size, seed) in per_run for seed in args.seeds):
             continue
@@ -281,6 +285,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                     "max_length": args.max_length, "unlabeled": args.unlabeled, "seeds": args.seeds,
                     # only where given: a run without --set writes what the script wrote before it
                     **({"set": args.common} if args.common else {}),
+                    **({"students_for": args.students} if args.students is not None else {}),
                     "score": "seqeval micro F1, default (conlleval) mode",
                     "train_defaults": {k: getattr(defaults, k) for k in (
                         "learning_rate", "min_steps", "epochs", "batch_size", "lambda_tcl", "lambda_lcl", "balance",
