@@ -118,14 +118,18 @@ def add_pieces(tokenizer, model, pieces: Sequence[str], folder: Path):
     spec_file = folder / "tokenizer.json"
     spec = json.loads(spec_file.read_text(encoding="utf-8"))
     vocab = spec["model"]["vocab"]
-    start = max(vocab.values()) + 1
+    # after every id in use: the vocabulary's, added tokens' and embedding rows' (some models pad it)
+    start = max(max(vocab.values()) + 1, len(tokenizer), model.get_input_embeddings().num_embeddings)
     for i, piece in enumerate(pieces):
         vocab[piece] = start + i
     spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     vocab_txt = folder / "vocab.txt"
-    if vocab_txt.exists():  # the slow tokenizer's copy: keep the two in step
-        with vocab_txt.open("a", encoding="utf-8") as f:
-            f.writelines(p + "\n" for p in pieces)
+    if vocab_txt.exists():  # the slow tokenizer's copy (ids = line numbers): kept in step, or dropped
+        lines = vocab_txt.read_text(encoding="utf-8").splitlines()
+        if len(lines) == start:
+            vocab_txt.write_text("\n".join(lines + list(pieces)) + "\n", encoding="utf-8")
+        else:
+            vocab_txt.unlink()
     new_tokenizer = AutoTokenizer.from_pretrained(folder)
     embeddings = model.get_input_embeddings().weight
     rows = [embeddings[[t.id for t in toks]].mean(0) if toks else embeddings.mean(0) for toks in old_ids]
