@@ -7,8 +7,8 @@ Three objectives share one masked-LM head and one step budget, drawn per example
 - source MLM: masked-LM on source sentences, so the source language is not forgotten.
 Masking is transformers' `DataCollatorForLanguageModeling` (15 % of tokens by default, of which
 80 % [MASK], 10 % random, 10 % kept). With `new_tokens`, the vocabulary first gains the target
-pieces that save the most tokens on the target text (a WordPiece trained with `tokenizers`),
-each new embedding the mean of the encoder's own pieces of the same string.
+words that save the most tokens on the target text (words the encoder cuts into several pieces),
+each new embedding the mean of the encoder's own pieces of the same word.
 
 Plain functions over texts and folders; the stage module (tasks/stages/adapt.py) handles artifacts.
 """
@@ -69,13 +69,12 @@ class AdaptResult:
 
 
 def useful_new_pieces(tokenizer, texts: Sequence[str], n: int) -> list[str]:
-    """The `n` target word pieces that save the most tokens on `texts`, most useful first.
+    """The `n` target words that save the most tokens on `texts`, most useful first.
 
-    A WordPiece vocabulary is trained on the texts (same normaliser and pre-tokeniser as the
-    encoder's); a piece it has and the encoder lacks is worth (occurrences in the texts tokenized
-    with the trained vocabulary) x (the encoder's pieces for the same string - 1)."""
-    from tokenizers import Tokenizer, models, trainers
-
+    Words as the encoder's own normaliser and pre-tokeniser see them; a word the encoder cuts into
+    k > 1 pieces is worth (its occurrences) x (k - 1). Counted here rather than with a `tokenizers`
+    WordPiece trainer: the trainer breaks ties in hash-map order, so two processes could add
+    different pieces from the same text, and the adapt artifact must be the same bytes every time."""
     backend = tokenizer.backend_tokenizer
     if n <= 0:
         return []
@@ -83,26 +82,17 @@ def useful_new_pieces(tokenizer, texts: Sequence[str], n: int) -> list[str]:
         raise UserError(f"adapt.new_tokens needs a WordPiece tokenizer (BERT family); this encoder's is "
                         f"{type(backend.model).__name__}: set adapt.new_tokens: 0")
     old_vocab = tokenizer.get_vocab()
-    trained = Tokenizer(models.WordPiece(unk_token=tokenizer.unk_token or "[UNK]"))
-    trained.normalizer = backend.normalizer
-    trained.pre_tokenizer = backend.pre_tokenizer
-    size = max(4 * n, 1000)
-    trained.train_from_iterator(list(texts), trainers.WordPieceTrainer(
-        vocab_size=size, special_tokens=[tokenizer.unk_token or "[UNK]"], show_progress=False))
     words: Counter = Counter()
     for text in texts:
         normal = backend.normalizer.normalize_str(text) if backend.normalizer else text
         words.update(w for w, _ in backend.pre_tokenizer.pre_tokenize_str(normal))
-    counts: Counter = Counter()
-    for word, count in words.items():
-        for token in trained.model.tokenize(word):
-            if token.value not in old_vocab:
-                counts[token.value] += count
     scores = {}
-    for piece, count in counts.items():
-        saved = len(backend.model.tokenize(piece.removeprefix("##"))) - 1
+    for word, count in words.items():
+        if word in old_vocab:
+            continue
+        saved = len(backend.model.tokenize(word)) - 1
         if saved > 0:
-            scores[piece] = count * saved
+            scores[word] = count * saved
     return [p for p, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 

@@ -93,8 +93,8 @@ class AdaptConfig(_Section):
     target_weight: float = Field(0.5, ge=0)
     tlm_weight: float = Field(0.3, ge=0)
     source_weight: float = Field(0.2, ge=0)
-    # target word pieces added to a WordPiece vocabulary (the ones that save the most tokens on the
-    # target text), their embeddings the mean of the encoder's pieces of the same string
+    # target words added to a WordPiece vocabulary (the ones that save the most tokens on the target
+    # text), their embeddings the mean of the encoder's pieces of the same word
     new_tokens: int = Field(0, ge=0)
     heldout: int = Field(200, ge=0)  # unlabeled target sentences held out: masked-LM loss before/after
 

@@ -52,7 +52,8 @@ def check_models(config: RunConfig, stages: set[str] | None = None) -> dict[str,
     With `stages` (those the run will compute or reuse), only the models those stages load are checked."""
     infos: dict[str, ModelInfo] = {}
     for key, ref in model_keys(config).items():
-        if stages is not None and not MODEL_STAGES[key] & stages:
+        loading = MODEL_STAGES[key] - (set() if config.adapt.enabled else {"adapt"})  # adapt off loads nothing
+        if stages is not None and not loading & stages:
             continue
         try:
             info = describe(ref)

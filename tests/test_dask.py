@@ -99,7 +99,7 @@ def test_branches_wait_only_for_their_own_stages_and_the_shared_ingest(tmp_path)
     waits = {entries[i]: {entries[j] for j in js} for i, js in enumerate(waits_for(plan))}
     assert waits["ingest"] == set()
     assert waits["ingest_target@es-mt"] == {"ingest"}  # not after the whole es-human branch
-    assert waits["train@es-mt"] == {"ingest", "ingest_target@es-mt", "translate@es-mt", "project@es-mt"}
+    assert waits["train@es-mt"] == {"ingest", "ingest_target@es-mt", "translate@es-mt", "adapt@es-mt", "project@es-mt"}
     assert waits["evaluate@es-human"] == {"ingest"} | {e for e in entries if e.endswith("@es-human")} - {"evaluate@es-human"}
     one_target = plan_run(load_config(DEMO), ArtifactStore(tmp_path))
     assert waits_for(one_target) == [list(range(i)) for i in range(len(one_target))]  # a chain, as sequential
@@ -194,7 +194,7 @@ def test_a_user_error_on_a_worker_is_one_message_and_exit_2(prefect_server, tmp_
     assert output.count(guard) == 1, output[-3000:]  # no echo from Prefect on the worker or in the flow
     record = ArtifactStore(tmp_path / "store").list_runs()[-1]
     assert record["status"] == "failed" and record["failed_stage"] == "train" and record["user_error"]
-    assert list(record["stages"]) == ["ingest", "ingest_target", "translate", "project"]
+    assert list(record["stages"]) == ["ingest", "ingest_target", "translate", "adapt", "project"]
 
 
 # -- a real scheduler and two workers on loopback -----------------------------------------------

@@ -106,7 +106,8 @@ def test_diff_of_a_changed_lambda_lcl_names_train_and_everything_downstream(vari
     diff = diff_runs(ArtifactStore(variants.store), variants.base, variants.lcl)
     assert diff.config == [Change("train.lambda_lcl", 1.0, 0.5)]
     verdicts = {d.stage: d.verdict for d in diff.stages}
-    assert verdicts == {"ingest": "same", "ingest_target": "same", "translate": "same", "project": "same", "train": "own params changed",
+    assert verdicts == {"ingest": "same", "ingest_target": "same", "translate": "same", "adapt": "same", "project": "same",
+                        "train": "own params changed",
                         "pseudo_label": "inputs changed", "distill": "inputs changed", "evaluate": "inputs changed"}
     by_stage = {d.stage: d for d in diff.stages}
     assert by_stage["train"].params == [Change("lambda_lcl", 1.0, 0.5)]

@@ -89,5 +89,6 @@ def test_lambda_change_recomputes_train_and_downstream_only(cli, tmp_path):
             "--set", "train.min_selection_f1=null", "--store", store]
     assert cli("run", DEMO, *fast)[0] == 0
     assert cli("run", DEMO, *fast, "--set", "train.lambda_lcl=0.5")[0] == 0
-    assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "reused", "project": "reused", "train": "computed",
+    assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "reused", "adapt": "reused",
+                               "project": "reused", "train": "computed",
                                "pseudo_label": "computed", "distill": "computed", "evaluate": "computed"}

@@ -72,7 +72,10 @@ def test_members_share_every_upstream_artifact(sweep):
     # each setting × seed trains its own teacher
     assert len({run["stages"]["train"]["key"] for run in runs}) == 4
     assert all(run["stages"]["train"]["status"] == "computed" for run in runs)
-    assert set(runs[0]["stages"]) == {*UPSTREAM, "train"}  # --until train
+    # the encoder is adapted once per seed (the seed is in its key), shared by that seed's settings
+    assert len({run["stages"]["adapt"]["key"] for run in runs}) == 2
+    assert [run["stages"]["adapt"]["status"] for run in runs].count("computed") == 2
+    assert set(runs[0]["stages"]) == {*UPSTREAM, "adapt", "train"}  # --until train
 
 
 def test_a_single_run_of_a_member_setting_reuses_everything_with_the_same_keys(sweep, cli):

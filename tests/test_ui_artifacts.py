@@ -13,6 +13,7 @@ EXPECTED = {
     "ingest": "| split | sentences | tokens | entities |",
     "ingest_target": "es: ",
     "translate": "| id | source | translation | words |",
+    "adapt": "held-out masked-LM loss",
     "project": "| type | projected | repaired |",
     "train": "| set | type | P | R | F1 |",
     "pseudo_label": "an entity shows its mean word confidence",
