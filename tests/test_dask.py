@@ -168,12 +168,12 @@ def test_sweep_members_at_once_compute_each_shared_key_once(prefect_server, tmp_
     assert code == 0, err[-3000:]
     runs = ArtifactStore(store).list_runs()
     assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
-    assert [list(r["stages"]) for r in runs] == [["ingest", "ingest_target", "translate", "project", "train"]] * 2
-    for stage in ("ingest", "ingest_target", "translate", "project"):  # shared: one member computed, one reused
+    assert [list(r["stages"]) for r in runs] == [["ingest", "ingest_target", "translate", "adapt", "project", "train"]] * 2
+    for stage in ("ingest", "ingest_target", "translate", "adapt", "project"):  # shared: one member computed, one reused
         assert len({r["stages"][stage]["key"] for r in runs}) == 1
         assert sorted(r["stages"][stage]["status"] for r in runs) == ["computed", "reused"], stage
     assert runs[0]["stages"]["train"]["key"] != runs[1]["stages"]["train"]["key"]
-    assert len(ArtifactStore(store).artifacts()) == 6
+    assert len(ArtifactStore(store).artifacts()) == 7
 
 
 @pytest.mark.slow
