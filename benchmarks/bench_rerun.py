@@ -1,6 +1,5 @@
 """What a run that changes nothing costs: the demo's first run, then no-change reruns (median of 3)
-with the temporary Prefect server (started early by concner, and, for comparison, started by
-Prefect itself: CONCNER_EARLY_SERVER=0; the two interleaved) and with a running one.
+with Prefect's temporary server (no PREFECT_API_URL) and with a running one (`prefect server start`).
 
     python benchmarks/bench_rerun.py [--out benchmarks/results/rerun.json] [--reruns 3]
 
@@ -9,8 +8,8 @@ bench_scale.py) with its own PREFECT_HOME. Wall time is the whole command, inter
 included. For each rerun it records whether torch or transformers were imported (a run that
 only reuses should load neither), that the store got one more run record, how many of the run's
 stages Prefect's database holds as completed task runs right after the command returned and
-within 5 s (a running server records them from events, asynchronously; a temporary one is kept up
-until it has), and, with the running server, that Prefect got one more flow run.
+within 5 s (a server records them from events, asynchronously: a temporary one stopped at the
+process's exit may miss the last ones), and, with the running server, that Prefect got one more flow run.
 """
 
 from __future__ import annotations
@@ -33,13 +32,12 @@ from _common import machine_info, timed, write_result  # noqa: E402
 from bench_scale import snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# the `concner` command's entry point, reporting at the end of main() which heavy modules were loaded
-# (an exit handler registered here would run after the entry point's last one, which ends the process)
+# the `concner` command, reporting at the end of main() which heavy modules were loaded
 CLI = ("import sys; from concner.flows import cli; run = cli.main\n"
        "def main():\n"
        "    try: run()\n"
        "    finally: print('heavy modules:', [m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)\n"
-       "cli.main = main; cli.entry()")
+       "main()")
 
 
 def free_port() -> int:
@@ -119,15 +117,9 @@ def main() -> None:
     store = work / "store"
 
     temporary = {**base, "PREFECT_HOME": str(work / "prefect-temporary")}
-    prefect_start = {**temporary, "CONCNER_EARLY_SERVER": "0"}
     first = demo(temporary, store)
-    early_rows, prefect_rows = [], []
-    for _ in range(args.reruns):  # interleaved: load changes reach both alike
-        early_rows.append(demo(temporary, store))
-        prefect_rows.append(demo(prefect_start, store))
-    with_temporary = {"median_seconds": statistics.median(r["seconds"] for r in early_rows), "runs": early_rows}
-    with_prefect_start = {"median_seconds": statistics.median(r["seconds"] for r in prefect_rows),
-                          "runs": prefect_rows}
+    rows = [demo(temporary, store) for _ in range(args.reruns)]
+    with_temporary = {"median_seconds": statistics.median(r["seconds"] for r in rows), "runs": rows}
 
     port = free_port()
     running = {**base, "PREFECT_HOME": str(work / "prefect-running")}
@@ -155,7 +147,6 @@ def main() -> None:
         "commit": commit,
         "first_run": first,
         "no_change_rerun_temporary_server": with_temporary,
-        "no_change_rerun_temporary_server_started_by_prefect": with_prefect_start,
         "no_change_rerun_running_server": with_server,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "machine": machine_info(),

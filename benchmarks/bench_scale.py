@@ -76,7 +76,7 @@ def run_sweep(work: Path, code: Path, name: str, grid: list[str], overrides: lis
            "PYTHONPATH": str(code)}
     env.pop("PREFECT_API_URL", None)
     config = work / "tree" / CONFIG.relative_to(ROOT)
-    args = [sys.executable, "-c", "from concner.flows.cli import entry; entry()", "sweep", str(config),
+    args = [sys.executable, "-c", "from concner.flows.cli import main; main()", "sweep", str(config),
             "--store", str(store), *extra]
     for item in grid:
         args += ["--grid", item]

@@ -33,7 +33,7 @@ def run_demo(work: Path, name: str, overrides: list[str]) -> tuple[dict, dict, f
     env = {**os.environ, "PREFECT_HOME": str(work / f"{name}-prefect"), "HF_HUB_OFFLINE": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     env.pop("PREFECT_API_URL", None)
-    args = [sys.executable, "-c", "from concner.flows.cli import entry; entry()", "demo", "--store", str(store)]
+    args = [sys.executable, "-c", "from concner.flows.cli import main; main()", "demo", "--store", str(store)]
     for item in overrides:
         args += ["--set", item]
     _, seconds = timed(lambda: subprocess.run(args, env=env, cwd=work, check=True, capture_output=True))

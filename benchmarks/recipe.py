@@ -106,10 +106,10 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
     torch.set_num_threads(threads)
     os.environ["PREFECT_HOME"] = str(Path(work) / f"prefect-{size}-{seed}")
     from concner.flows.pipeline import pipeline_flow, run_flow
-    from concner.flows.server_child import tie_temporary_server_to_this_process
+    from concner.flows.temporary_server import end_with_this_process
 
     # this worker's temporary Prefect server ends with it (the parent ends its workers on SIGTERM)
-    tie_temporary_server_to_this_process()
+    end_with_this_process()
     from concner.tasks.config import config_from_dict
     from concner.tasks.errors import UserError
     from concner.tasks.store import ArtifactStore

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 from pathlib import Path
@@ -71,13 +70,6 @@ def _print_plan(plan) -> None:
                               soft_wrap=True)
 
 
-# what a flow imports the first time it runs (Prefect's engines, FastAPI's encoder for its
-# parameters, the UI artifacts, pandas for their sample sentences), imported while the temporary
-# server starts instead of after it is up
-FLOW_IMPORTS = ("prefect.flow_engine", "prefect.task_engine", "prefect.artifacts", "fastapi.encoders",
-                "concner.flows.ui_artifacts", "pandas")
-
-
 # the signals that ended a run (SIGTERM raises KeyboardInterrupt, which the CLI would report as
 # Ctrl-C's 130): main() exits 128 + signal, as a process ended by that signal is expected to
 _signals_received: list[int] = []
@@ -88,42 +80,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _guard_process(server=None, computes: bool = True):
-    """Before a run: the temporary Prefect server dies with this process, and SIGTERM ends the
-    run like Ctrl-C does (its record then says `interrupted` and names the stage).
-
-    Returns the context to run the flow in: Prefect on `server` (started early by
-    `temporary_server.start_early`) when there is one, with run_flow's settings for a run that
-    only reuses (`computes` false) made while the server starts; else, without a configured
-    server, a wait for the one Prefect starts itself to record the run."""
-    import contextlib
+def _guard_process() -> None:
+    """Before a run: SIGTERM ends it like Ctrl-C does (its record then says `interrupted` and names
+    the stage), and Prefect's temporary server, when it uses one, ends with this process."""
     import signal
 
+    from concner.flows.temporary_server import end_with_this_process
+
     signal.signal(signal.SIGTERM, _interrupt)
-    if server is not None:
-        from concner.flows.pipeline import no_heartbeat
-
-        return server.api(warm=FLOW_IMPORTS, settings=None if computes else no_heartbeat())
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():  # with a running server there is no temporary one to tie
-        from concner.flows.server_child import tie_temporary_server_to_this_process
-
-        tie_temporary_server_to_this_process()
-        from concner.flows.temporary_server import prefect_started_server_runs
-
-        return prefect_started_server_runs()
-    return contextlib.nullcontext()
-
-
-def _early_server(dry_run: bool = False):
-    """The temporary Prefect server, starting while this process imports and plans (None: Prefect's
-    own handling, e.g. a server is configured)."""
-    if dry_run:
-        return None
-    from concner.flows.temporary_server import start_early
-
-    return start_early()
+    end_with_this_process()
 
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
@@ -133,9 +98,6 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
     from concner.tasks.preflight import check_and_warn
     from concner.tasks.store import ArtifactStore
 
-    # first: it boots while the config is checked and the run planned; a bad config still exits at
-    # once (the server, still importing, dies on SIGTERM at exit)
-    server = _early_server(dry_run)
     config = load_config(config_path, overrides)
     stages = set(registry.upstream_closure(registry.get(until).name)) if until else None
     check_and_warn(config, err_console, _store_root(store, config), stages)  # inputs and store, before any stage
@@ -150,11 +112,9 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
         return None
     _check_runner(config.runner, root)
     computes = any(p.action != "reuse" for p in plan)
-    with _guard_process(server, computes) as prefect_runs:
-        record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
-                          force=list(force), until=until, target=target, computes=computes)
-        if prefect_runs is not None:
-            prefect_runs.add(record)
+    _guard_process()
+    record = run_flow(pipeline_flow, ArtifactStore(root), config.name, config=config.model_dump(mode="json"),
+                      force=list(force), until=until, target=target, computes=computes)
     print_whole(console, stage_summary_table(record, ArtifactStore(root)))
     console.print(f"artifacts: {root}   run record: {root / 'runs' / (record['run_id'] + '.json')}")
     return record
@@ -304,7 +264,6 @@ def stage(
 
     cfg = load_config(config, set_)
     check_and_warn(cfg, err_console, _store_root(store, cfg), {registry.get(name).name})  # before the stage runs
-    server = _early_server(dry_run)  # after the checks, before Prefect's import
     from concner.flows.pipeline import plan_run, run_flow, stage_flow
     from concner.flows.views import stage_summary_table
 
@@ -312,11 +271,9 @@ def stage(
     _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
     if dry_run:
         return
-    with _guard_process(server) as prefect_runs:
-        record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name,
-                          config=cfg.model_dump(mode="json"), force=not reuse, target=target)
-        if prefect_runs is not None:
-            prefect_runs.add(record)
+    _guard_process()
+    record = run_flow(stage_flow, ArtifactStore(root), cfg.name, stage_name=name,
+                      config=cfg.model_dump(mode="json"), force=not reuse, target=target)
     print_whole(console, stage_summary_table(record, ArtifactStore(root)))
 
 
@@ -371,7 +328,6 @@ def sweep(
     _check_runner(base.runner, root)
     for warning in preflight(members):  # every member's inputs read before anything runs
         err_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False, soft_wrap=True)
-    server = _early_server()  # after the checks: a bad sweep exits at once
     st = ArtifactStore(root)
     record = sweep_record(new_sweep_id(base.name), config, set_, base, parsed_grid, members, until, select)
     settings = len({m.label for m in members})
@@ -380,13 +336,9 @@ def sweep(
     import contextlib
 
     # with --select, whatever the stages print (progress bars) goes to stderr too
-    with _guard_process(server) as prefect_runs, \
-            contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
+    _guard_process()
+    with contextlib.redirect_stdout(sys.stderr) if select else contextlib.nullcontext():
         final = start_sweep(st, record)
-        if prefect_runs is not None:
-            for member in final["members"]:
-                if (st.runs_dir() / f"{member.get('run_id')}.json").exists():
-                    prefect_runs.add(st.load_run(member["run_id"]))
     show_sweep(out, final, st, members=final["status"] != "completed")
     if select is not None and any(m["status"] == "completed" for m in final["members"]):
         sys.stdout.write(best_config_yaml(final, select))
@@ -725,32 +677,5 @@ def main() -> None:
         sys.exit(UserError.exit_code)
 
 
-_exit_status: list[int] = []  # set by entry() once main() has ended with an exit status
-
-
-def _end_process() -> None:
-    """The last exit handler: every other one (Prefect's, the temporary server's stop) has run,
-    the streams are flushed; what is left is the interpreter freeing every module it loaded,
-    about 0.45 s after a run that imported Prefect (a third of what a rerun that reuses every
-    stage spends after its flow), for nothing: the process ends."""
-    if _exit_status:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_status[0])
-
-
-def entry() -> None:
-    """The `concner` command: main(), then an exit without the interpreter's teardown. In-process
-    callers (tests) call main(), which leaves the interpreter alone."""
-    atexit.register(_end_process)  # registered first, so it runs after every other exit handler
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code
-        _exit_status.append(code if isinstance(code, int) else 0 if code is None else 1)
-        raise
-    _exit_status.append(0)
-
-
 if __name__ == "__main__":
-    entry()
+    main()

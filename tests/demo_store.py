@@ -26,6 +26,15 @@ from concner.tasks.store import ArtifactStore
 # Two teacher epochs test the mechanics, not learning: the tiny random encoder then scores below the
 # teacher guard's floor, so the guard is off here (tests/test_recipe.py tests the guard itself).
 FAST = ("--set", "train.epochs=2", "--set", "distill.epochs=1", "--set", "train.min_selection_f1=null")
+FAST_OVERRIDES = [value for value in FAST if value != "--set"]  # as load_config takes them
+
+
+def demo_config():
+    """The config of the shared demo run, as its stages saw it."""
+    from concner.tasks.bundled import config_path
+    from concner.tasks.config import load_config
+
+    return load_config(config_path("demo"), FAST_OVERRIDES)
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,7 @@ def test_kill_9_during_a_dask_run_leaves_no_process_and_the_rerun_recovers(prefe
 
     store_root = tmp_path / "store"
     store = ArtifactStore(store_root)
-    cmd = [sys.executable, "-c", "from concner.flows.cli import entry; entry()", "run", str(DEMO), "--store",
+    cmd = [sys.executable, "-c", "from concner.flows.cli import main; main()", "run", str(DEMO), "--store",
            str(store_root), "--runner", "dask", *SMALL]
     # no PREFECT_API_URL: a temporary server as well as the local cluster's processes hang off the run
     proc = subprocess.Popen(cmd, env=_env(tmp_path, None), cwd=tmp_path, stdout=subprocess.DEVNULL,

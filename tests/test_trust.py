@@ -147,7 +147,7 @@ def _env(tmp_path: Path, api_url: str | None) -> dict[str, str]:
 
 
 def _concner(*args: object) -> list[str]:
-    return [sys.executable, "-c", "from concner.flows.cli import entry; entry()", *map(str, args)]
+    return [sys.executable, "-c", "from concner.flows.cli import main; main()", *map(str, args)]
 
 
 def _test_server_url() -> str:
@@ -190,17 +190,30 @@ def process_dirs() -> list[Path]:
 
 
 def _server_children(parent: int) -> list[int]:
-    """pids of temporary Prefect servers started for process `parent` (see flows/server_child.py)."""
+    """pids of Prefect temporary servers that process `parent` started (Prefect runs them as
+    `python -m uvicorn ... prefect.server.api.server:create_app`)."""
     found = []
     for proc in process_dirs():
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            environ = (proc / "environ").read_bytes()
-        except OSError:
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if b"concner.flows.server_child" in cmdline and f"CONCNER_SERVER_PARENT_PID={parent}".encode() in environ:
+        if ppid == parent and b"prefect.server.api.server:create_app" in cmdline:
             found.append(int(proc.name))
     return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (a zombie, its command line gone, is not)."""
+    out = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
 
 
 @pytest.mark.slow
@@ -219,10 +232,10 @@ def test_kill_9_during_training_then_rerun(cli, tmp_path):
     assert servers, "no temporary Prefect server found for the run"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline and _server_children(proc.pid):
+    deadline = time.time() + 15
+    while time.time() < deadline and _running(servers):
         time.sleep(0.2)
-    assert _server_children(proc.pid) == []
+    assert _running(servers) == []  # the watchdog stopped it
     killed = store.list_runs()[-1]
     assert killed["status"] == "running" and killed["current_stage"] == "train"
     assert list((store_root / "stages" / "train").glob(".*.tmp-*"))

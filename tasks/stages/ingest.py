@@ -132,8 +132,9 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
     for split, path in split_paths(config, splits).items():
         sentences, report = read_split(config, split, path)
         full = len(sentences)
-        seed = config.seed if config.ingest.sample_seed is None else config.ingest.sample_seed
         if split == "source_train":
+            # read only here: the target splits' key does not cover the seeds, and need not
+            seed = config.seed if config.ingest.sample_seed is None else config.ingest.sample_seed
             # the selection split comes out first, so the sample never holds its sentences
             sentences, held_out = hold_out_dev(sentences, held_out_dev_size(config, full), seed)
             if held_out:
