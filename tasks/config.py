@@ -18,6 +18,11 @@ from pydantic import ValidationInfo
 
 from concner.tasks.errors import UserError
 
+# The run config's schema and loader: a setting enters a stage's key as a value, through the
+# stage's params (tests/test_key_coverage.py checks every one it reads), so editing this
+# module (a message, a check) recomputes nothing (tasks/keys.py).
+ENGINE_ONLY = True
+
 
 class _Section(BaseModel):
     # inf or nan in a float trains without a word (a temperature of inf pins a loss term): never a setting

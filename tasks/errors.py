@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Messages and exit codes: they change no result, so stage keys leave this module out (tasks/keys.py).
+ENGINE_ONLY = True
+
 
 class UserError(Exception):
     """Bad input, bad config or an unusable model reference: message only, exit code 2."""

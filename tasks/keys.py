@@ -28,6 +28,9 @@ from typing import Any
 
 from concner.tasks.store import ArtifactStore, digest_of, file_digest
 
+# Keys are made here: a change to how they are made changes them by itself.
+ENGINE_ONLY = True
+
 PACKAGE = "concner"
 
 
@@ -112,23 +115,29 @@ def _module_facts(name: str) -> tuple[str, frozenset[str]] | None:
     """(sha256 of the module's source, the concner modules it imports), read once per process:
     the stages share most of their modules, and parsing them is most of what planning costs.
 
-    None for a module that is not concner's, or that declares `PRESENTATION_ONLY = True`: it only
-    renders artifacts (summaries, tables), so an edit to it must not recompute every stage."""
+    None for a module that is not concner's, or that declares `PRESENTATION_ONLY = True` (it only
+    renders artifacts: summaries, tables) or `ENGINE_ONLY = True` (the engine around the stages:
+    the config schema, whose values enter keys as params, the store, messages, progress): an edit
+    to one of those must not recompute every stage. Neither are the modules they import followed."""
     path = _module_file(name)
     if path is None:
         return None
     source = Path(path).read_bytes()
     tree = _parse(source)
-    if _presentation_only(tree):
+    if _left_out(tree):
         return None
     return hashlib.sha256(source).hexdigest(), frozenset(_imports(name, tree, path.endswith("__init__.py")))
 
 
-def _presentation_only(tree: ast.Module) -> bool:
+LEFT_OUT_MARKERS = ("PRESENTATION_ONLY", "ENGINE_ONLY")
+
+
+def _left_out(tree: ast.Module) -> bool:
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PRESENTATION_ONLY"
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in LEFT_OUT_MARKERS
                                                  for t in node.targets)):
-            return isinstance(node.value, ast.Constant) and node.value.value is True
+            if isinstance(node.value, ast.Constant) and node.value.value is True:
+                return True
     return False
 
 

@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+# What a user sees while a loop runs: stage keys leave this module out (tasks/keys.py).
+ENGINE_ONLY = True
+
 # seconds between progress lines when output goes to a file or a pipe (scheduled runs, CI logs)
 LOG_INTERVAL_ENV = "CONCNER_PROGRESS_INTERVAL"
 

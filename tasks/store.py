@@ -38,6 +38,9 @@ ABSENT = "absent"  # what `problems` says of an artifact that was never written 
 _VERSIONED_PACKAGES = ("concner", "torch", "transformers", "prefect", "simalign", "sacrebleu", "seqeval", "pandas",
                        "pyarrow", "numpy")
 
+# Where and how artifacts are kept, not what they hold: stage keys leave this module out (tasks/keys.py).
+ENGINE_ONLY = True
+
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

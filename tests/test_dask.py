@@ -105,6 +105,7 @@ def test_branches_wait_only_for_their_own_stages_and_the_shared_ingest(tmp_path)
     assert waits_for(one_target) == [list(range(i)) for i in range(len(one_target))]  # a chain, as sequential
 
 
+@pytest.mark.slow
 def test_a_bad_or_unreachable_address_is_one_clean_error(tmp_path):
     code, out, err = run_cli("run", MULTI, "--store", tmp_path / "store", "--dask-address", "localhost:8786")
     assert code == 2 and "expected tcp://HOST:PORT" in err and "Traceback" not in err + out

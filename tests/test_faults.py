@@ -73,6 +73,7 @@ def test_sigterm_during_training_is_recorded_and_cleans_up(tmp_path):
     assert not list((root / "stages").glob("*/.*"))  # the temp folder went with the interrupted writer
 
 
+@pytest.mark.slow
 def test_a_user_error_inside_a_stage_is_printed_once(prefect_server, tmp_path):
     """Not caught by preflight: the teacher guard fails the train stage after training (its floor
     set out of reach here); Prefect must not echo the message."""

@@ -23,6 +23,7 @@ def _sample_flags(tmp_path: Path, **extra: str) -> list[str]:
     return [str(x) for kv in flags.items() for x in kv]
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_init_on_the_shared_en_es_files_writes_a_config_that_dry_run_accepts(tmp_path: Path):
     en, es = shared("parallel_en_es", "en.txt"), shared("parallel_en_es", "es.txt")

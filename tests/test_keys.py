@@ -75,3 +75,56 @@ def test_a_module_that_only_renders_is_left_out_of_the_code_fingerprint(tmp_path
     assert fingerprint("concner.fake.stage") == before
     paths["concner.fake.helper"].write_text("PRESENTATION_ONLY = False\n\ndef table():\n    return 2\n")
     assert fingerprint("concner.fake.stage") != before
+
+
+def _stage_fingerprints(monkeypatch, tmp_path: Path, module: str | None = None, edit=None) -> dict[str, str]:
+    """Each stage's code fingerprint, with `module`'s source passed through `edit` first."""
+    from concner.tasks import registry
+
+    real = keys._module_file
+    if module is not None:
+        source = Path(real(module)).read_text(encoding="utf-8")
+        edited = edit(source)
+        assert edited != source, "the edit changed nothing"
+        copy = tmp_path / module.rsplit(".", 1)[1]
+        copy.mkdir(exist_ok=True)
+        path = copy / Path(real(module)).name
+        path.write_text(edited, encoding="utf-8")
+        monkeypatch.setattr(keys, "_module_file", lambda name: str(path) if name == module else real(name))
+    keys._module_facts.cache_clear()
+    try:
+        return {spec.name: keys.code_fingerprint.__wrapped__(spec.compute.__module__) for spec in registry.STAGES}
+    finally:
+        monkeypatch.undo()
+        keys._module_facts.cache_clear()
+
+
+def test_engine_messages_and_summaries_are_outside_every_stage_key(tmp_path, monkeypatch):
+    """Rewording an error in the config module, editing the store, the errors, the progress bars
+    or a summary: no stage is recomputed."""
+    before = _stage_fingerprints(monkeypatch, tmp_path)
+    edits = {
+        "concner.tasks.config": lambda s: s.replace("is not a run name", "is no run name"),
+        "concner.tasks.store": lambda s: s + "\n\ndef unused_helper():\n    return 1\n",
+        "concner.tasks.errors": lambda s: s.replace("exit_code = 2", "exit_code = 2  # the usual"),
+        "concner.tasks.progress": lambda s: s + "\n# a comment\n",
+        "concner.tasks.summary": lambda s: s + "\n# a comment\n",
+        "concner.tasks.training_summary": lambda s: s + "\n# a comment\n",
+    }
+    for module, edit in edits.items():
+        assert _stage_fingerprints(monkeypatch, tmp_path, module, edit) == before, module
+
+
+def test_editing_a_loss_or_the_training_loop_changes_the_stages_that_train(tmp_path, monkeypatch):
+    """Editing a loss changes train's key; the stages below follow by their inputs' content
+    (test_trust.py: recomputed stages key downstream by content)."""
+    before = _stage_fingerprints(monkeypatch, tmp_path)
+    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.models.losses", lambda s: s + "\nEPS = 1e-9\n")
+    changed = {stage for stage in before if after[stage] != before[stage]}
+    assert "train" in changed and "ingest" not in changed and "translate" not in changed
+    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.train", lambda s: s + "\nX = 1\n")
+    changed = {stage for stage in before if after[stage] != before[stage]}
+    assert {"train", "distill"} <= changed and "ingest" not in changed
+    # derive_seed decides every stage's random draws: tasks/stage.py stays in every key
+    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.stage", lambda s: s + "\nX = 1\n")
+    assert all(after[stage] != before[stage] for stage in before)

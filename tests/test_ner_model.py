@@ -175,9 +175,17 @@ def test_save_load_roundtrip_identical_outputs(tiny_model, tmp_path):
 def test_saved_folder_loads_in_hf_pipeline(tiny_model, tmp_path):
     tiny_model.save(tmp_path / "model")
     ner = pipeline("token-classification", model=str(tmp_path / "model"), ignore_labels=[], device="cpu")
-    preds = ner("Johanneson lives in Heidelberg")
-    assert preds, "the pipeline returned no tokens"
-    assert {p["entity"] for p in preds} <= set(LABELS)
+    text = "Johanneson lives in Heidelberg"
+    preds = ner(text)
+    # token by token, the labels and scores of concner's own model on the same input
+    batch = tiny_model.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(tiny_model(batch["input_ids"], batch["attention_mask"]).logits[0], dim=-1)
+    tokens = tiny_model.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    ours = [(tokens[i], LABELS[int(probs[i].argmax())], float(probs[i].max())) for i in range(1, len(tokens) - 1)]
+    assert [(p["word"], p["entity"]) for p in preds] == [(w, label) for w, label, _ in ours]
+    assert [p["score"] for p in preds] == pytest.approx([score for _, _, score in ours], abs=1e-5)
+    assert len({label for _, label, _ in ours}) > 1  # the random model does not say one label everywhere
 
 
 def test_missing_model_is_a_user_error(tmp_path):

@@ -24,6 +24,7 @@ def keys(store) -> dict[str, str]:
     return {k: v["key"] for k, v in ArtifactStore(store).list_runs()[-1]["stages"].items()}
 
 
+@pytest.mark.slow
 def test_tiny_marian_translate_and_project_keys(cli, tmp_path):
     """Marian backend: reuse, --force translate, and a generation parameter that changes only downstream keys."""
     store = tmp_path / "store"
@@ -43,17 +44,18 @@ def test_tiny_marian_translate_and_project_keys(cli, tmp_path):
     assert manifest["metrics"]["quality"]["chrf"] == pytest.approx(CHRF().corpus_score(hyps, [refs]).score)
     assert frame["chrf"].tolist() == pytest.approx([CHRF().sentence_score(h, [r]).score for h, r in zip(hyps, refs)])
 
-    cli("run", DEMO, *marian)
+    assert cli("run", DEMO, *marian)[0] == 0
     assert set(statuses(store).values()) == {"reused"}
-    cli("run", DEMO, *marian, "--force", "translate")
+    assert cli("run", DEMO, *marian, "--force", "translate")[0] == 0
     assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "computed", "project": "computed"}
-    cli("run", DEMO, *marian, "--set", "translate.num_beams=2")
+    assert cli("run", DEMO, *marian, "--set", "translate.num_beams=2")[0] == 0
     changed = keys(store)
     assert changed["ingest"] == first["ingest"]
     assert changed["translate"] != first["translate"] and changed["project"] != first["project"]
     assert statuses(store) == {"ingest": "reused", "ingest_target": "reused", "translate": "computed", "project": "computed"}
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_parallel_backend_pairs_every_sentence_with_its_spanish_side(cli, tmp_path):
     en, es = shared("parallel_en_es", "en.txt"), shared("parallel_en_es", "es.txt")
@@ -83,6 +85,7 @@ def test_parallel_backend_pairs_every_sentence_with_its_spanish_side(cli, tmp_pa
     assert project["projection_quality"]["f1"] > 0.7
 
 
+@pytest.mark.slow
 def test_lambda_change_recomputes_train_and_downstream_only(cli, tmp_path):
     store = tmp_path / "store"
     fast = ["--set", "train.epochs=1", "--set", "distill.epochs=1", "--set", "pseudo_label.max_sentences=100",
