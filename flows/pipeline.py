@@ -64,13 +64,14 @@ def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], r
 
 @flow(name="concner-pipeline", log_prints=True)
 def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None, until: str | None = None,
-                  run_id: str | None = None, target: str | None = None) -> dict:
+                  run_id: str | None = None, target: str | None = None, verify: bool = False) -> dict:
     """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream;
-    `target` runs one target of a multi-target config. With `runner.kind: dask` in the config the
+    `target` runs one target of a multi-target config; `verify` re-hashes every artifact it would
+    reuse (a corrupt one is recomputed). With `runner.kind: dask` in the config the
     stages run on a Dask cluster, branches side by side (flows/concurrent.py)."""
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
-    plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target)
+    plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target, verify=verify)
     run_id = run_id or new_run_id(run_config.name)
     if run_config.runner.kind == "dask":  # branches side by side on a Dask cluster (flows/concurrent.py)
         from concner.flows.concurrent import execute_concurrently

@@ -26,6 +26,7 @@ class PlannedStage:
     forced: bool = False  # recompute even when the store has the artifact
     note: str = ""  # why it is computed when that is not obvious (e.g. a corrupt artifact)
     material: dict[str, Any] | None = field(default=None, repr=False)  # what the key covers
+    verify: bool = False  # re-hash every byte of the artifact before reusing it (`run --verify`)
 
     @property
     def entry(self) -> str:
@@ -58,7 +59,7 @@ def decide(stage: PlannedStage, store: ArtifactStore) -> None:
     if stage.forced:
         stage.action, stage.note = "compute", "forced"
         return
-    problems = store.problems(stage.name, stage.key)
+    problems = store.problems(stage.name, stage.key, full=stage.verify)
     if not problems:
         stage.action = "reuse"
     else:
@@ -68,7 +69,7 @@ def decide(stage: PlannedStage, store: ArtifactStore) -> None:
 
 
 def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = frozenset(), until: str | None = None,
-             only: str | None = None, target: str | None = None) -> list[PlannedStage]:
+             only: str | None = None, target: str | None = None, verify: bool = False) -> list[PlannedStage]:
     """Keys of the stages a run needs and whether each will be computed or reused.
 
     A key covers the content of the inputs the stage reads, so the key of a stage below one that
@@ -108,7 +109,7 @@ def plan_run(config: RunConfig, store: ArtifactStore, *, force: set[str] = froze
             # an input computed in this run has no content yet, hence this stage no key yet
             input_keys = {dep: (None if d.action == "compute" else d.key) for dep, d in deps.items()}
             stage = PlannedStage(name, None, input_keys, spec.params(branch_config), "compute",
-                                 None if is_shared else branch, branch_config, forced=name in forced)
+                                 None if is_shared else branch, branch_config, forced=name in forced, verify=verify)
             if resolve_key(stage, store):
                 decide(stage, store)
             elif not any(d.action == "compute" for d in deps.values()):

@@ -146,7 +146,10 @@ def stage_call(stage: PlannedStage, config: RunConfig, store: ArtifactStore):
     # a stage sees its branch's one-target config, never the whole multi-target one
     config_json = (stage.config or config).model_dump(mode="json")
     task_fn = stage_task.with_options(refresh_cache=stage.action == "compute", task_run_name=stage.entry)
+    # an artifact found corrupt is recomputed even if the task's own quick check (sizes, and hashes
+    # of changed files only) would pass it: `run --verify` finds bytes flipped in place
+    recompute = stage.forced or stage.note.startswith("corrupt")
     parameters = {"stage_name": stage.name, "key": stage.key, "config": config_json, "store_root": str(store.root),
                   "input_keys": stage.input_keys, "params": stage.params, "material": stage.material,
-                  "forced": stage.forced}
+                  "forced": recompute}
     return task_fn, parameters

@@ -188,3 +188,39 @@ def test_a_metric_edited_in_a_manifest_is_caught_by_reuse_and_verify(tmp_path):
     del manifest[MANIFEST_DIGEST]  # a manifest written before manifests kept their digest
     path.write_text(json.dumps(manifest, indent=2))
     assert store.problems("evaluate", "k1") == []
+
+
+def test_bytes_flipped_in_place_are_found_by_run_verify_and_recomputed(cli, demo_run, tmp_path):
+    """16 bytes of the student's weights flipped with size and mtime kept: an ordinary rerun trusts
+    the stamp (documented: it hashes only files that changed); `run --verify` re-hashes, names the
+    file and recomputes the student."""
+    import os
+    import shutil
+
+    from concner.tasks.store import ArtifactStore
+    from tests.demo_store import FAST
+
+    root = tmp_path / "store"
+    shutil.copytree(demo_run.store, root)  # copy2 keeps mtimes: the verification stamps stay valid
+    store = ArtifactStore(root)
+    weights = store.stage_dir("distill", demo_run.record["stages"]["distill"]["key"]) / "model" / "model.safetensors"
+    stat = weights.stat()
+    with weights.open("r+b") as f:
+        f.seek(stat.st_size // 2)
+        block = f.read(16)
+        f.seek(stat.st_size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    demo = REPO / "configs" / "demo.yaml"
+    code, out, err = cli("run", demo, "--store", root, *FAST, "--dry-run")
+    assert code == 0 and "distill reuse" in " ".join(out.split()), out
+    code, out, err = cli("run", demo, "--store", root, *FAST, "--verify")
+    assert code == 0, err[-3000:]
+    assert err.count("model.safetensors") == 1 and "corrupt artifact, recomputed" in err, err[-3000:]
+    record = store.list_runs()[-1]
+    statuses = {entry: info["status"] for entry, info in record["stages"].items()}
+    # the recomputed student has the recorded bytes again, so evaluate's key is unchanged: reused
+    assert statuses["distill"] == "computed"
+    assert {s for e, s in statuses.items() if e != "distill"} == {"reused"}
+    assert store.problems("distill", record["stages"]["distill"]["key"], full=True) == []
