@@ -73,21 +73,22 @@ def run_stage_task(stage_name: str, key: str, config: dict, store_root: str, inp
         planned = PlannedStage(stage_name, key, input_keys, params, "compute", material=material)
         try:
             result = compute_stage(run_config, store, planned, log)
-        except OSError as err:
-            if err.errno not in _STORE_WRITE_ERRNOS:
-                raise
-            # the temporary folder is gone already (store.writing); nothing half-written is published
-            message = (f"{stage_name}: cannot write to the store {store.root}: {err.strerror}"
-                       + (f" ({err.filename})" if err.filename else "") + "; free space or fix permissions, then rerun")
-            USER_ERRORS.add(message)
-            hide_user_error_echoes()
-            return Failed(message=message)
         except UserError as err:
             # A Failed state instead of an exception: Prefect logs no traceback for the user's
             # mistake, and the CLI prints the message once (the console filter hides Prefect's copy).
             USER_ERRORS.add(str(err))
             hide_user_error_echoes()
             return Failed(message=str(err))
+        except Exception as err:
+            problem = store_write_problem(err)
+            if problem is None:
+                raise
+            # the temporary folder is gone already (store.writing); nothing half-written is published
+            message = (f"{stage_name}: cannot write to the store {store.root}: {problem}; free space or fix "
+                       "permissions, then rerun")
+            USER_ERRORS.add(message)
+            hide_user_error_echoes()
+            return Failed(message=message)
     _publish_ui_artifact(stage_name, store, key)
     return {**result, "worker": f"{socket.gethostname()}:{os.getpid()}"}  # which process computed it
 
@@ -116,6 +117,23 @@ def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> Non
 USER_ERRORS: set[str] = set()  # user errors this process reported through Failed states
 # a full disk, a read-only or foreign-owned store: the user's to fix, not a bug to trace back
 _STORE_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def store_write_problem(err: BaseException) -> str | None:
+    """What keeps a stage from writing, when `err` is the filesystem's refusal; None otherwise.
+
+    Some writers wrap the OS error in their own type with only its text: safetensors raises
+    `SafetensorError('... I/O error: No space left on device (os error 28)')`."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _STORE_WRITE_ERRNOS:
+            return (seen.strerror or str(seen)) + (f" ({seen.filename})" if seen.filename else "")
+        seen = seen.__cause__ or seen.__context__
+    text = str(err)
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        if f"(os error {code})" in text or os.strerror(code) in text:
+            return os.strerror(code)
+    return None
 
 
 class _HideUserErrorEchoes(logging.Filter):

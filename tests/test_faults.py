@@ -91,3 +91,40 @@ def test_a_user_error_inside_a_stage_is_printed_once(prefect_server, tmp_path):
     record = ArtifactStore(tmp_path / "store").list_runs()[-1]
     assert record["status"] == "failed" and record["failed_stage"] == "train"
     assert not (tmp_path / "store" / "stages" / "train").exists() or not list((tmp_path / "store" / "stages" / "train").iterdir())
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 3 MB tmpfs: too small for the demo's artifacts. Skipped where it cannot be mounted."""
+    import shutil
+
+    mount = shutil.which("mount")
+    where = tmp_path / "small-fs"
+    where.mkdir()
+    if mount is None or os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root and mount(8)")
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_is_one_message_and_nothing_half_written(cli, small_filesystem):
+    """The disk fills while a stage writes (safetensors wraps the OS error in its own type)."""
+    root = small_filesystem / "store"
+    code, out, err = cli("demo", "--store", root, "--set", "train.epochs=1", "--set", "distill.epochs=1",
+                         "--set", "train.min_selection_f1=null")
+    assert code == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write to the store" in errors[0] and "No space left on device" in errors[0], err
+    assert err.count("No space left on device") == 1 and "Traceback" not in err
+    record = ArtifactStore(root).list_runs()[-1]
+    assert record["status"] == "failed" and record["user_error"]
+    failed = record["failed_stage"]
+    assert failed in errors[0]
+    assert not list((root / "stages").glob("*/.*"))  # no temporary folder left behind
+    assert not list((root / "stages" / failed).iterdir())  # nothing of the failed stage published
