@@ -60,11 +60,13 @@ def _read_store(store: Path | None):
     return ArtifactStore(root)
 
 
-def _print_plan(plan) -> None:
+def _print_plan(plan, warn: bool = True) -> None:
+    """The plan line; with `warn`, a line per corrupt artifact (a run leaves those to the flow's log,
+    which the Prefect UI shows too: printed here as well, each would appear twice)."""
     console.print(
         "plan: " + ", ".join(f"{p.entry} [{'green' if p.action == 'reuse' else 'yellow'}]{p.action}[/]" for p in plan)
     )
-    for p in plan:
+    for p in plan if warn else ():
         if p.note.startswith("corrupt"):
             err_console.print(f"warning: {p.entry}: {p.note}", style="yellow", highlight=False, markup=False,
                               soft_wrap=True)
@@ -106,7 +108,7 @@ def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, f
 
     root = _store_root(store, config)
     plan = plan_run(config, ArtifactStore(root), force=set(force), until=until, target=target, verify=verify)
-    _print_plan(plan)
+    _print_plan(plan, warn=dry_run)
     if dry_run:
         _print_estimates(config, {p.entry for p in plan if p.action != "reuse"})
         return None
@@ -273,7 +275,8 @@ def stage(
     from concner.flows.views import stage_summary_table
 
     root = _store_root(store, cfg)
-    _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target))
+    _print_plan(plan_run(cfg, ArtifactStore(root), force=set() if reuse else {name}, only=name, target=target),
+                warn=dry_run)
     if dry_run:
         return
     _guard_process()
