@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 
 from prefect import flow, get_run_logger
-from prefect.exceptions import ExternalSignal
 
-from concner.flows.plan import PlannedStage, key_now, plan_run
-from concner.flows.records import close_record, finish, is_user_error, new_run_id, stage_entry, start_record
-from concner.flows.stage_task import stage_call
+from concner.flows.execute import execute
+from concner.flows.plan import plan_run
+from concner.flows.records import finish, new_run_id
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
 from concner.tasks.store import ArtifactStore
@@ -25,59 +24,17 @@ from concner.tasks.store import ArtifactStore
 __all__ = ["execute", "pipeline_flow", "plan_run", "run_flow", "stage_flow", "no_heartbeat"]
 
 
-def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
-    """Run planned stages as Prefect tasks, one after another, and write the run record (also when
-    a stage fails). `flows/concurrent.py` runs them on a Dask cluster instead (runner.kind: dask)."""
-    record = start_record(config, store, plan, run_id)
-    resolved: dict[tuple[str | None, str], str] = {}
-    try:
-        for stage in plan:
-            record["current_stage"] = stage.entry
-            store.save_run(record)
-            key_now(stage, config, store, resolved)  # inputs computed in this run: key them by content now
-            if stage.note and stage.note != "forced":
-                log.warning("%s: %s", stage.entry, stage.note)
-            resolved[(stage.target, stage.name)] = stage.key
-            task_fn, parameters = stage_call(stage, config, store)
-            state = task_fn(**parameters, return_state=True)
-            if is_user_error(state):
-                record.update(status="failed", error=state.message, user_error=True, failed_stage=stage.entry)
-                break
-            result = state.result()  # re-raises the stage's exception
-            record["stages"][stage.entry] = stage_entry(stage, state, result, store)
-            log.info("%s %s (%s)", stage.entry, record["stages"][stage.entry]["status"], stage.key)
-            store.save_run(record)
-        else:
-            record["status"] = "completed"
-            record.pop("current_stage", None)
-    except (KeyboardInterrupt, SystemExit, ExternalSignal) as err:  # Ctrl-C, SIGTERM (Prefect's TerminationSignal)
-        record.update(status="interrupted", failed_stage=record.get("current_stage"),
-                      error=f"interrupted ({type(err).__name__}) during {record.get('current_stage')}")
-        raise
-    except BaseException as err:
-        record.update(status="failed", failed_stage=record.get("current_stage"), error=str(err) or type(err).__name__)
-        raise
-    finally:
-        close_record(record, store)
-    return record
-
-
 @flow(name="concner-pipeline", log_prints=True)
 def pipeline_flow(config: dict, store_root: str, force: list[str] | None = None, until: str | None = None,
                   run_id: str | None = None, target: str | None = None, verify: bool = False) -> dict:
     """The whole DAG (or up to `until`); `force` recomputes those stages and everything downstream;
     `target` runs one target of a multi-target config; `verify` re-hashes every artifact it would
-    reuse (a corrupt one is recomputed). With `runner.kind: dask` in the config the
-    stages run on a Dask cluster, branches side by side (flows/concurrent.py)."""
+    reuse (a corrupt one is recomputed). With `runner.kind: dask` in the config the stages run on
+    a Dask cluster, branches side by side (flows/execute.py)."""
     run_config = RunConfig.model_validate(config)
     store = ArtifactStore(store_root)
     plan = plan_run(run_config, store, force=set(force or ()), until=until, target=target, verify=verify)
-    run_id = run_id or new_run_id(run_config.name)
-    if run_config.runner.kind == "dask":  # branches side by side on a Dask cluster (flows/concurrent.py)
-        from concner.flows.concurrent import execute_concurrently
-
-        return finish(execute_concurrently(run_config, store, plan, run_id, get_run_logger()))
-    return finish(execute(run_config, store, plan, run_id, get_run_logger()))
+    return finish(execute(run_config, store, plan, run_id or new_run_id(run_config.name), get_run_logger()))
 
 
 @flow(name="concner-stage")

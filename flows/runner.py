@@ -1,7 +1,7 @@
 """The Dask task runner of a run (`runner.kind: dask`): Prefect's DaskTaskRunner from prefect-dask.
 
 A LocalCluster of `runner.workers` processes by default, or the existing cluster whose scheduler
-is at `runner.address`. The flow's process keeps the schedule (flows/concurrent.py); the stages
+is at `runner.address`. The flow's process keeps the schedule (flows/execute.py); the stages
 run on the workers, which read and write the same store: it must be a path that the flow's
 process and every worker see (one machine, or a shared filesystem mounted at the same path).
 """

@@ -377,7 +377,8 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
 
     Each member is planned just before it runs, so it reuses what earlier members computed. A
     failed member is recorded and the sweep goes on with the next; Ctrl-C stops it (`interrupted`)."""
-    from concner.flows.pipeline import execute, plan_run
+    from concner.flows.execute import execute
+    from concner.flows.plan import plan_run
 
     mark_dead_sweeps(store)
     save_sweep(store, record)
@@ -449,12 +450,12 @@ def _finished(record: dict) -> None:
 
 
 def run_sweep_concurrently(store: ArtifactStore, record: dict, runner, log) -> dict:
-    """Every member of a sweep record at once on the Dask runner `runner` (flows/concurrent.py).
+    """Every member of a sweep record at once on the Dask runner `runner` (flows/execute.py).
 
     All members are planned first; a stage that several members share is computed by one of them
     (the others wait for it and reuse it), so each key is computed once, as in `run_sweep`. A
     member whose stage fails stops; the other members go on."""
-    from concner.flows.concurrent import RunJob, execute_many
+    from concner.flows.execute import RunJob, execute_many
     from concner.flows.pipeline import plan_run
 
     mark_dead_sweeps(store)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.flows.concurrent import waits_for
+from concner.flows.execute import waits_for
 from concner.flows.pipeline import plan_run
 from concner.flows.runner import runner_overrides
 from concner.tasks.config import load_config

@@ -1,20 +1,24 @@
-"""The stages of one or several runs at once, on Prefect's DaskTaskRunner (`runner.kind: dask`).
+"""Running planned stages: the one executor of every run, sweep and single stage.
 
-The flow's process schedules and the workers compute. A stage is submitted once every stage it
-waits for has finished (`waits_for`: the earlier shared stages and the earlier stages of its own
-branch), so the stages of a branch keep their order while branches, and the members of a sweep,
-run side by side. Keys are resolved here, in the flow's process, when a stage becomes ready:
-its inputs are then in the store, which this process and every worker see at the same path.
-A stage whose key another run of the batch is computing right now waits for it and then reuses
-the artifact; across processes, the store's per-key lock does the same. Each run keeps its own
-record (`runs/<run-id>.json`, saved when it starts and after every stage), with its stages in
-plan order and, for a computed stage, the worker (`host:pid`) that computed it.
+A stage is submitted once every stage it waits for has finished (`waits_for`: the earlier shared
+stages and the earlier stages of its own branch), to the run's task runner:
+- sequential (the default): each stage runs at once, in the flow's own thread, one at a time in
+  plan order (InlineTaskRunner), so Ctrl-C and SIGTERM reach the stage that is computing;
+- dask: Prefect's DaskTaskRunner (flows/runner.py); the stages of a branch keep their order while
+  branches, and the members of a sweep, run side by side on the workers.
+Keys are resolved here, in the flow's process, when a stage becomes ready: its inputs are then in
+the store, which this process and every worker see at the same path. A stage whose key another
+run of the batch is computing right now waits for it and then reuses the artifact; across
+processes, the store's per-key lock does the same. Each run keeps its own record
+(`runs/<run-id>.json`, saved when it starts, when a stage is handed over and when it ends), with
+its stages in plan order and, for a stage computed on a Dask worker, that worker (`host:pid`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +66,9 @@ def waits_for(plan: list[PlannedStage]) -> list[list[int]]:
             for i, stage in enumerate(plan)]
 
 
-def execute_concurrently(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str,
-                         log) -> dict:
-    """`pipeline.execute` on the Dask runner of `config.runner`: the same record, the same artifacts."""
+def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
+    """Run one planned run on the task runner of `config.runner` and give back its record (written
+    also when a stage fails); a stage's bug is raised again here."""
     job = RunJob(config, plan, run_id)
     execute_many([job], store, config.runner, log)
     if job.error is not None:
@@ -72,24 +76,63 @@ def execute_concurrently(config: RunConfig, store: ArtifactStore, plan: list[Pla
     return job.record
 
 
+class InlineFuture:
+    """A stage that has already run (InlineTaskRunner): its final Prefect state."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+
+    def add_done_callback(self, callback: Callable[["InlineFuture"], None]) -> None:
+        callback(self)
+
+
+class InlineTaskRunner:
+    """The sequential runner: a submitted stage runs at once, as a Prefect task in this thread."""
+
+    one_at_a_time = True
+
+    def submit(self, task_fn, parameters: dict[str, Any]) -> InlineFuture:
+        return InlineFuture(task_fn(**parameters, return_state=True))
+
+
+def final_state(future):
+    """The task run's final State, from either runner's future."""
+    return future.state if isinstance(future, InlineFuture) else future.wrapped_future.result()
+
+
+@contextlib.contextmanager
+def task_runner(runner: RunnerConfig) -> Iterator:
+    """The started task runner of `runner`: inline (sequential) or Dask."""
+    if runner.kind == "dask":
+        from concner.flows.runner import started
+
+        with started(runner) as dask_runner:
+            yield dask_runner
+    else:
+        yield InlineTaskRunner()
+
+
 def execute_many(jobs: list[RunJob], store: ArtifactStore, runner: RunnerConfig, log,
                  on_finished: Callable[[RunJob], None] | None = None) -> None:
-    """Run every job's plan on one Dask task runner; `on_finished(job)` as each run ends."""
-    from concner.flows.runner import started
-
+    """Run every job's plan on one task runner; `on_finished(job)` as each run ends."""
     for job in jobs:
         job.record = start_record(job.config, store, job.plan, job.run_id)
     waits = [waits_for(job.plan) for job in jobs]
     finished: queue.Queue = queue.Queue()
     computing: dict[tuple[str, str], tuple[int, int]] = {}  # (stage, key) -> (job, stage index) now on a worker
     try:
-        with started(runner) as task_runner:
+        with task_runner(runner) as stage_runner:
+            # inline, a stage has run by the time it is submitted: one per pass, the lowest ready
+            # index first, keeps the plan's order (a multi-target run: one branch after the other)
+            one = getattr(stage_runner, "one_at_a_time", False)
             while True:
                 for a, job in enumerate(jobs):
-                    for i in job.ready(waits[a]):
-                        _submit(a, i, job, store, task_runner, computing, finished, log)
+                    for i in job.ready(waits[a])[:1] if one else job.ready(waits[a]):
+                        _submit(a, i, job, store, stage_runner, computing, finished, log)
                     if job.done and not job.closed:  # e.g. a key that could not be resolved
                         _close(job, store, on_finished)
+                    if one and not finished.empty():
+                        break
                 if not any(job.running for job in jobs):
                     break
                 try:
@@ -126,7 +169,7 @@ def execute_many(jobs: list[RunJob], store: ArtifactStore, runner: RunnerConfig,
                 _close(job, store, on_finished)
 
 
-def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, task_runner, computing: dict,
+def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, stage_runner, computing: dict,
             finished: queue.Queue, log) -> None:
     """Key the stage (its inputs are in the store now), decide again, and hand it to a worker;
     when another run of the batch computes the same key right now, leave it ready for later."""
@@ -144,11 +187,11 @@ def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, task_runner, comp
         log.warning("%s: %s", stage.entry, stage.note)
     job.resolved[(stage.target, stage.name)] = stage.key
     task_fn, parameters = stage_call(stage, job.config, store)
-    future = task_runner.submit(task_fn, parameters)
     job.running.add(i)
     computing[(stage.name, stage.key)] = (a, i)
+    _save(job, store)  # before: an inline stage has finished when submit returns, a killed one never
+    future = stage_runner.submit(task_fn, parameters)
     future.add_done_callback(lambda f, a=a, i=i: finished.put((a, i, f)))
-    _save(job, store)
 
 
 def _collect(job: RunJob, i: int, future, store: ArtifactStore, log) -> None:
@@ -157,7 +200,7 @@ def _collect(job: RunJob, i: int, future, store: ArtifactStore, log) -> None:
     job.running.discard(i)
     job.finished.add(i)
     try:
-        state = future.wrapped_future.result()  # the task run's final State
+        state = final_state(future)
         if is_user_error(state):
             USER_ERRORS.add(state.message)
             if not job.stopped:
@@ -166,7 +209,7 @@ def _collect(job: RunJob, i: int, future, store: ArtifactStore, log) -> None:
         else:
             result: dict[str, Any] = state.result()  # re-raises the stage's exception
             entry = stage_entry(stage, state, result, store)
-            if entry["status"] == "computed" and result.get("worker"):
+            if entry["status"] == "computed" and result.get("worker") and not isinstance(future, InlineFuture):
                 entry["worker"] = result["worker"]
             job.record["stages"][stage.entry] = entry
             log.info("%s %s (%s)", stage.entry, entry["status"], stage.key)
