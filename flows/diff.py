@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from concner.tasks.registry import ROLE_OF
 from concner.flows.views import when
 from concner.tasks import registry
 from concner.tasks.config import RunConfig
@@ -158,7 +159,7 @@ def stage_diffs(store: ArtifactStore, a: dict, b: dict) -> list[StageDiff]:
 
 
 # Where each model is scored; evaluate only copies these into one table, so it is not compared twice.
-MODEL_STAGES = {"train": "teacher", "distill": "student"}
+MODEL_STAGES = ROLE_OF  # the trained models by stage, as the stages declare them
 
 
 def _score_table(scores: dict, per_type: bool) -> dict[tuple[str, str, str], dict[str, float]]:

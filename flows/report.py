@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator
 from concner.flows.views import when
 from concner.tasks.artifacts import SCORES, load_projected_frame, load_pseudo_label_frame, load_translations
 from concner.tasks.model_training import EPOCHS, STEPS
-from concner.tasks.registry import stage_of
+from concner.tasks.registry import ROLE_OF, STAGE_OF_ROLE, stage_of
 from concner.tasks.store import ArtifactStore
 
 TEACHER, STUDENT = "#1f77b4", "#ff7f0e"
@@ -289,7 +289,7 @@ def score_rows(run: RunArtifacts) -> pd.DataFrame:
     if folder is not None and (folder / SCORES).is_file():
         return pd.read_parquet(folder / SCORES)[["model", "set", "type", "f1", "support"]]
     rows = []
-    for stage, model in (("train", "teacher"), ("distill", "student")):
+    for stage, model in ROLE_OF.items():
         manifest = run.manifest(stage)
         for set_name, s in ((manifest or {}).get("metrics", {}).get("scores") or {}).items():
             rows.append({"model": model, "set": set_name, "type": "ALL", "f1": s["f1"], "support": np.nan})
@@ -332,7 +332,7 @@ def fig_scores(run: RunArtifacts) -> Figure | str:
 def selection_label(run: RunArtifacts) -> str:
     """Which split chose the models' epochs: its scores are never among the results."""
     chosen = {name: ((run.manifest(stage) or {}).get("metrics") or {}).get("dev_set")
-              for name, stage in (("teacher", "train"), ("student", "distill")) if run.manifest(stage)}
+              for name, stage in STAGE_OF_ROLE.items() if run.manifest(stage)}
     if not chosen:
         return "no model selection"
     splits = set(chosen.values())

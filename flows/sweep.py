@@ -35,13 +35,14 @@ import yaml
 from prefect import flow, get_run_logger
 from prefect.states import Failed
 
+from concner.tasks.registry import ROLE_OF
 from concner.tasks.errors import UserError
 from concner.tasks.registry import stage_of
 from concner.tasks.store import ArtifactStore
 
 METRICS = ("precision", "recall", "f1")
 SWEEPS = "sweeps"  # folder of the sweep records in the store
-MODEL_OF = {"train": "teacher", "distill": "student"}
+MODEL_OF = ROLE_OF  # the trained models by stage, as the stages declare them
 
 
 # -- parsing the command line ------------------------------------------------------------------

@@ -113,14 +113,10 @@ class ProjectConfig(_Section):
     keep: Literal["all", "complete"] = "all"
 
 
-class TrainConfig(_Section):
-    encoder: str = "bert-base-multilingual-cased"
-    use_translations: bool = True
+class LoopConfig(_Section):
+    """The training loop's settings, shared by the teacher's (`train`) and the student's (`distill`)."""
+
     # At most this many epochs; early stopping on the selection split can end training sooner.
-    # With 3, 17 of 18 rows at 500 and 1,000 sentences were still improving on source dev at
-    # their last epoch; with 10, at N=500 CE + translations scored 47.8 instead of 44.4 on the
-    # target test and the teacher 48.2 instead of 43.2 (README, "The training recipe"). At 100
-    # sentences min_steps gives 22 epochs anyway.
     epochs: int = Field(10, ge=1)
     # The schedule is sized in optimizer steps: 100-1,000 labeled sentences give 7-63 steps per
     # epoch, and 3 epochs of 500 sentences (96 steps at 3e-5) learned nothing on a held-out pair.
@@ -134,7 +130,7 @@ class TrainConfig(_Section):
     # torch.compile the training forward pass: fewer, fused GPU kernels; the first steps pay the
     # compilation (tens of seconds), so it pays on long runs on a GPU only
     compile: bool = False
-    # on a GPU, each batch shape's forward and backward (CE, TCL, LCL and their balancing) is
+    # on a GPU, each batch shape's forward and backward (the loss terms and their balancing) is
     # captured once as a CUDA graph and replayed; no effect on a CPU, off when compile is on
     cuda_graphs: bool = True
     learning_rate: float = Field(1e-4, gt=0)
@@ -142,6 +138,19 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(128, ge=8)
+    patience: int | None = Field(2, ge=1)
+    # model selection: the source dev split (zero-shot premise) unless the user asks for target_dev
+    select_on: Literal["source_dev", "target_dev"] = "source_dev"
+
+
+class TrainConfig(LoopConfig):
+    encoder: str = "bert-base-multilingual-cased"
+    use_translations: bool = True
+    # With 3 epochs, 17 of 18 rows at 500 and 1,000 sentences were still improving on source dev at
+    # their last epoch; with 10, at N=500 CE + translations scored 47.8 instead of 44.4 on the
+    # target test and the teacher 48.2 instead of 43.2 (README, "The training recipe"). At 100
+    # sentences min_steps gives 22 epochs anyway.
+    epochs: int = Field(10, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     lambda_tcl: float = Field(1.0, ge=0)
     lambda_lcl: float = Field(1.0, ge=0)
@@ -155,9 +164,6 @@ class TrainConfig(_Section):
     # grad_norm: TCL's and LCL's gradients at the encoder output are capped at lambda x CE's
     balance: Literal["grad_norm", "none"] = "grad_norm"
     proj_dim: int = Field(128, ge=1)
-    patience: int | None = Field(2, ge=1)
-    # model selection: the source dev split (zero-shot premise) unless the user asks for target_dev
-    select_on: Literal["source_dev", "target_dev"] = "source_dev"
     # the guard: a teacher scoring below this F1 on its selection split fails the train stage
     # (null: no guard); also fails when it predicts under a tenth of the gold entities there
     min_selection_f1: float | None = Field(0.05, ge=0, le=1)
@@ -173,7 +179,7 @@ class PseudoLabelConfig(_Section):
     max_sentences: int | None = Field(None, ge=1)
 
 
-class DistillConfig(_Section):
+class DistillConfig(LoopConfig):
     encoder: str | None = None  # None = the teacher's encoder
     loss: Literal["kl", "mse"] = "kl"
     temperature: float = Field(1.0, gt=0)
@@ -183,24 +189,6 @@ class DistillConfig(_Section):
     # stopped on its own, at 7-14 epochs (benchmarks/results/recipe_gpu.json and
     # student_unlabeled_3000_gpu.json; README, "The training recipe")
     epochs: int = Field(20, ge=1)
-    min_steps: int = Field(150, ge=0)
-    batch_size: int = Field(16, ge=1)
-    # batches of similar-length sentences: less padding, so faster steps (mostly on a GPU); off by
-    # default because it changes which sentences share a batch
-    length_buckets: bool = False
-    # torch.compile the training forward pass: fewer, fused GPU kernels; the first steps pay the
-    # compilation (tens of seconds), so it pays on long runs on a GPU only
-    compile: bool = False
-    # on a GPU, each batch shape's forward and backward is captured once as a CUDA graph and
-    # replayed (a launch per pass instead of hundreds); no effect on a CPU, off when compile is on
-    cuda_graphs: bool = True
-    learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_length: int = Field(128, ge=8)
-    patience: int | None = Field(2, ge=1)
-    select_on: Literal["source_dev", "target_dev"] = "source_dev"
 
 
 DASK_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")

@@ -18,6 +18,7 @@ from concner.tasks.conll import write_conll
 from concner.tasks.corpus import Sentence, entity_types
 
 if TYPE_CHECKING:
+    from concner.tasks.config import LoopConfig
     from concner.tasks.train import FitResult, FitSettings
 
 EVAL_SETS = ("target_dev", "target_test")
@@ -74,13 +75,13 @@ def graph_metrics(result: FitResult) -> dict:
                               ("cuda_graph_error", result.cuda_graph_error)) if v}
 
 
-def fit_settings(section, seed: int) -> FitSettings:
-    """The loop settings of a train or distill config section."""
+def fit_settings(section: LoopConfig, seed: int) -> FitSettings:
+    """The loop settings of a train or distill config section: every field of FitSettings but the
+    seed is a LoopConfig field (tests/test_training_loop.py), so none silently keeps a default."""
     from concner.tasks.train import FitSettings
 
-    # a loop setting that a section does not offer keeps its default
-    names = [f.name for f in dataclasses.fields(FitSettings) if f.name != "seed" and hasattr(section, f.name)]
-    return FitSettings(**{name: getattr(section, name) for name in names}, seed=seed)
+    names = {f.name for f in dataclasses.fields(FitSettings)} - {"seed"}
+    return FitSettings(**section.model_dump(include=names), seed=seed)
 
 
 def scores_headline(m: dict) -> str:

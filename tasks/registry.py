@@ -22,6 +22,29 @@ STAGES: list[StageSpec] = [
 BY_NAME: dict[str, StageSpec] = {s.name: s for s in STAGES}
 
 
+def check(stages: list[StageSpec]) -> dict[str, str]:
+    """The registry as the planner needs it: unique names, every input listed before the stage that
+    reads it (plans follow this order), unique roles. The stage that trains each model role."""
+    seen: set[str] = set()
+    roles: dict[str, str] = {}
+    for spec in stages:
+        if spec.name in seen:
+            raise ValueError(f"stage {spec.name!r} is registered twice")
+        late = [dep for dep in spec.inputs if dep not in seen]
+        if late:
+            raise ValueError(f"stage {spec.name!r} is listed before its inputs {late}: order STAGES by dependency")
+        if spec.role is not None:
+            if spec.role in roles:
+                raise ValueError(f"stages {roles[spec.role]!r} and {spec.name!r} both train the {spec.role!r}")
+            roles[spec.role] = spec.name
+        seen.add(spec.name)
+    return roles
+
+
+STAGE_OF_ROLE: dict[str, str] = check(STAGES)  # e.g. {"teacher": "train", "student": "distill"}
+ROLE_OF: dict[str, str] = {stage: role for role, stage in STAGE_OF_ROLE.items()}
+
+
 def get(name: str) -> StageSpec:
     if name not in BY_NAME:
         raise UserError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)}")

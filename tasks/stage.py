@@ -54,6 +54,9 @@ class StageSpec:
     # whether each sorts ascending; whether its summary can show one sentence (`inspect --id`).
     sort_keys: Mapping[str, bool] = field(default_factory=dict)
     sentence_ids: bool = False
+    # the model a stage trains, by the name users see in scores ("teacher", "student"): runs, sweeps,
+    # diffs and reports name a stage's scores by it
+    role: str | None = None
 
 
 def derive_seed(run_seed: int, stage: str) -> int:

@@ -54,8 +54,12 @@ def recorded_reads(config: BaseModel) -> Iterator[set[str]]:
     def model_dump(self, *args, **kwargs):
         path = paths.get(id(self))
         if path is not None:
-            reads.update(path + name for name in type(self).model_fields
-                         if not isinstance(self.__dict__.get(name), BaseModel))
+            names = set(type(self).model_fields)
+            if isinstance(kwargs.get("include"), (set, frozenset)):
+                names &= kwargs["include"]
+            if isinstance(kwargs.get("exclude"), (set, frozenset)):
+                names -= kwargs["exclude"]
+            reads.update(path + name for name in names if not isinstance(self.__dict__.get(name), BaseModel))
             for name, value in self.__dict__.items():  # nested sections are dumped whole too
                 if isinstance(value, BaseModel) and name in type(self).model_fields:
                     value.model_dump()

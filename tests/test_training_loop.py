@@ -132,3 +132,21 @@ def test_the_students_positions_are_its_words_first_subwords_on_either_padding_s
     input_ids, _, _, weight, _ = batches.static_batch(order, rows=4, width_multiple=8)
     dense = [input_ids[b][weight[b] > 0].tolist() for b in range(4)]
     assert dense == [expected[i] for i in order]
+
+
+def test_one_settings_model_for_both_training_loops():
+    """The teacher's and the student's loops take their settings from the same LoopConfig fields:
+    every loop setting is a config setting, so none keeps a default the user cannot change."""
+    import dataclasses
+
+    from concner.tasks.config import DistillConfig, LoopConfig, TrainConfig
+    from concner.tasks.model_training import fit_settings
+    from concner.tasks.train import FitSettings
+
+    loop = {f.name for f in dataclasses.fields(FitSettings)} - {"seed"}
+    assert loop <= set(LoopConfig.model_fields)
+    assert issubclass(TrainConfig, LoopConfig) and issubclass(DistillConfig, LoopConfig)
+    settings = fit_settings(DistillConfig(epochs=7, min_steps=3, learning_rate=0.5, cuda_graphs=False), seed=5)
+    assert (settings.epochs, settings.min_steps, settings.learning_rate, settings.cuda_graphs, settings.seed) == (
+        7, 3, 0.5, False, 5)
+    assert TrainConfig().epochs == 10 and DistillConfig().epochs == 20  # each loop keeps its own default

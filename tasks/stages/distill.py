@@ -81,6 +81,7 @@ def distill_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
 
 STAGE = StageSpec(
     name="distill",
+    role="student",
     version="2",
     inputs=("ingest", "ingest_target", "adapt", "train", "pseudo_label"),
     params=distill_params,

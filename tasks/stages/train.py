@@ -119,6 +119,7 @@ def train_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
 
 STAGE = StageSpec(
     name="train",
+    role="teacher",
     version="2",
     inputs=("ingest", "ingest_target", "adapt", "project"),
     params=train_params,
