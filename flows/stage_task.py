@@ -3,6 +3,7 @@ show its key figures in the Prefect UI. `compute_stage` is the same without Pref
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -27,16 +28,20 @@ def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
     """Run one stage's compute function into the store (no Prefect involved). Its inputs are
     verified byte for byte first: a stage never reads an artifact that is not what it recorded."""
     spec = registry.get(stage.name)
-    inputs = {dep: store.stage_dir(dep, key) for dep, key in stage.input_keys.items()}
+    run_config = stage.config or config
+    reads = spec.reads(run_config) if spec.reads is not None else {}
     for dep, key in stage.input_keys.items():
         problems = store.problems(dep, key, full=True)
         if problems:
             raise UserError(f"input artifact {dep}/{key} in {store.root} cannot be used: " + "; ".join(problems)
                             + " (run again: the pipeline recomputes it)")
     started = time.time()
-    with store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys,
-                       key_material=stage.material) as (out, metrics):
-        run_config = stage.config or config
+    with contextlib.ExitStack() as views, \
+            store.writing(stage.name, stage.key, params=stage.params, inputs=stage.input_keys,
+                          key_material=stage.material) as (out, metrics):
+        # each input as a view of the files its key covers (`reads`): an undeclared one is absent
+        inputs = {dep: views.enter_context(store.declared_view(dep, key, reads.get(dep)))
+                  for dep, key in stage.input_keys.items()}
         ctx = StageContext(run_config, stage.params, derive_seed(run_config.seed, stage.name), inputs, out, metrics,
                            log=log or logging.getLogger("concner"), store_root=store.root)
         spec.compute(ctx)

@@ -38,7 +38,8 @@ def resolve_encoder(ref: str, inputs: Mapping[str, Path], store_root: Path | Non
     if ref == ADAPTED:
         from concner.tasks.artifacts import adapted_encoder
 
-        return str(adapted_encoder(inputs["adapt"]))
+        # the folder in the store, not the compute view's links to it: its path goes into manifests
+        return str((adapted_encoder(inputs["adapt"]) / "config.json").resolve().parent)
     if ref != TINY:
         return local_model_path(ref)
     from concner.models.tiny import build_tiny_encoder

@@ -202,6 +202,30 @@ class ArtifactStore:
         except OSError:  # a read-only store can still be read; it just rehashes next time
             tmp.unlink(missing_ok=True)
 
+    @contextmanager
+    def declared_view(self, stage: str, key: str, patterns: Iterable[str] | None) -> Iterator[Path]:
+        """A folder that holds only the artifact's files matching `patterns` (all when None), as
+        symbolic links, plus its manifest; removed when the block ends. A stage computes from these
+        views: a file it did not declare in `reads` is not there, so none can be read unkeyed."""
+        data = self._read_manifest(stage, key)
+        if data is None:
+            raise FileNotFoundError(f"{self.stage_dir(stage, key)}: no artifact")
+        pats = None if patterns is None else tuple(patterns)
+        source = self.stage_dir(stage, key)
+        parent = self.root / "cache" / "views"
+        parent.mkdir(parents=True, exist_ok=True)
+        view = Path(tempfile.mkdtemp(prefix=f"{stage}-{key}-", dir=parent))
+        try:
+            for entry in data.get("files", []):
+                if pats is None or any(fnmatch(entry["path"], p) for p in pats):
+                    link = view / entry["path"]
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(source / entry["path"])
+            (view / MANIFEST).symlink_to(source / MANIFEST)
+            yield view
+        finally:
+            shutil.rmtree(view, ignore_errors=True)
+
     def content(self, stage: str, key: str, patterns: Iterable[str] | None = None) -> str:
         """The content digest of an intact artifact (all files, or those matching `patterns`)."""
         data = self._read_manifest(stage, key)

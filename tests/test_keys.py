@@ -128,3 +128,42 @@ def test_editing_a_loss_or_the_training_loop_changes_the_stages_that_train(tmp_p
     # derive_seed decides every stage's random draws: tasks/stage.py stays in every key
     after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.stage", lambda s: s + "\nX = 1\n")
     assert all(after[stage] != before[stage] for stage in before)
+
+
+def test_a_stage_sees_only_the_input_files_its_key_covers(tmp_path, monkeypatch):
+    """`reads` is enforced: a stage computes from a view of each input that holds only the files
+    it declared, so a file it did not declare (and its key does not cover) cannot be read."""
+    from dataclasses import replace
+
+    import pytest
+
+    from concner.flows import stage_task
+    from concner.flows.plan import PlannedStage
+    from concner.tasks import registry
+    from concner.tasks.config import RunConfig
+    from concner.tasks.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    with store.writing("ingest", "k1", params={}, inputs={}) as (out, _):
+        (out / "declared.txt").write_text("keyed")
+        (out / "other.txt").write_text("not keyed")
+    with store.declared_view("ingest", "k1", ("declared.*",)) as view:
+        assert sorted(p.name for p in view.iterdir()) == ["declared.txt", "manifest.json"]
+        assert (view / "declared.txt").read_text() == "keyed"
+    assert not view.exists()
+
+    seen = {}
+
+    def compute(ctx):
+        seen["declared"] = (ctx.inputs["ingest"] / "declared.txt").read_text()
+        (ctx.inputs["ingest"] / "other.txt").read_text()
+
+    spec = replace(registry.get("evaluate"), name="reader", inputs=("ingest",), compute=compute,
+                   reads=lambda config: {"ingest": ("declared.*",)})
+    monkeypatch.setattr(stage_task.registry, "get", lambda name: spec)
+    planned = PlannedStage("reader", "k2", {"ingest": "k1"}, {}, "compute")
+    with pytest.raises(FileNotFoundError, match="other.txt"):
+        stage_task.compute_stage(RunConfig(target_lang="es", data={"source_train": tmp_path / "x.conll"}), store,
+                                 planned)
+    assert seen["declared"] == "keyed"
+    assert not store.exists("reader", "k2")  # nothing published
