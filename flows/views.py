@@ -199,7 +199,7 @@ loss_summary = training_summary.loss_summary  # kept importable from here for ex
 
 
 def translation_rows(frame, options: InspectOptions, default_limit: int = 10):
-    from concner.tasks.stages.translate import translation_rows as rows
+    from concner.tasks.stage_summaries.translate import translation_rows as rows
 
     return rows(frame, options, default_limit)
 

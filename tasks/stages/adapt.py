@@ -8,13 +8,13 @@ reads nothing and writes only its manifest: train, distill and project then use 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from concner.tasks.artifacts import ADAPT_STEPS, TRANSLATIONS, adapted_encoder, corpus_split, load_translations
 from concner.tasks.config import RunConfig
-from concner.tasks.model_refs import TINY, resolve_encoder
+from concner.tasks.model_refs import resolve_encoder
 from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.stage_summaries import adapt as shown
 
 
 def adapt_params(config: RunConfig) -> dict[str, Any]:
@@ -69,22 +69,6 @@ def adapt_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",), "translate": (TRANSLATIONS,)}
 
 
-def _headline(m: dict) -> str:
-    if not m.get("enabled"):
-        return "off (adapt.enabled: false)"
-    loss = m.get("heldout_mlm_loss") or {}
-    text = f"{m.get('steps')} steps"
-    if loss.get("before") is not None:
-        text += f", held-out target MLM loss {loss['before']:.2f} -> {loss['after']:.2f}"
-    return text + (f", +{m['new_tokens']} pieces" if m.get("new_tokens") else "")
-
-
-def summary(manifest: dict[str, Any], folder: Path, query):
-    from concner.tasks.adapt_summary import adapt_summary
-
-    return adapt_summary(manifest, folder, query)
-
-
 STAGE = StageSpec(
     name="adapt",
     version="1",
@@ -94,7 +78,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "tokenizers"),
     model_params=("encoder",),
     compute=compute_adapt,
-    headline=_headline,
-    summary=summary,
+    headline=shown.headline,
+    summary=shown.summary,
     description="adapt the encoder to the target language: masked-LM, translation-LM, source share",
 )

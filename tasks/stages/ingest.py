@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, load_split, sample_split, split_file
+from concner.tasks.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, split_file
 from concner.tasks.config import RunConfig
 from concner.tasks.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled, write_conll
 from concner.tasks.corpus import Sentence, corpus_stats, entity_types, to_frame
 from concner.tasks.errors import InputFileError, UserError
 from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.stage_summaries import ingest as shown
 from concner.tasks.store import file_digest
-from concner.tasks.summary import Block, Sample, SampleQuery, Samples, StageSummary, Table, by_id
 
 LABELED_SPLITS = ("source_train", "source_dev", "target_dev", "target_test")
 
@@ -162,42 +162,14 @@ def _write_split(ctx: StageContext, split: str, sentences: Sequence[Sentence]) -
     write_conll(sentences, ctx.out / split_file(split, "conll"))
 
 
-def _headline(metrics: dict) -> str:
-    s = metrics["splits"]["source_train"]
-    return f"{counted(s['sentences'], 'source sentence')}, {counted(sum(s['entities'].values()), 'entity', 'entities')}"
-
-
-def _target_headline(metrics: dict) -> str:
-    parts = [f"{s['sentences']} {name.removeprefix('target_')}" for name, s in metrics["splits"].items()]
-    return f"{metrics.get('target_lang')}: " + (", ".join(parts) or "no target files")
-
-
-def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
-    """Both ingest stages: every split's counts, and sample sentences of the split a user reads first."""
-    metrics = manifest["metrics"]
-    stage = manifest.get("stage", "ingest")
-    rows = [[split, str(s["sentences"]), str(s["tokens"]),
-             ", ".join(f"{k} {v}" for k, v in s["entities"].items()) or "-", s["file"]]
-            for split, s in metrics["splits"].items()]
-    blocks: list[Block] = [Table(f"{stage}: corpora", ("split", "sentences", "tokens", "entities", "file"), rows)]
-    split = sample_split(metrics["splits"])
-    if split is not None:
-        sentences = load_split(folder, split)
-        chosen = (by_id(sentences, query.sentence_id, split) if query.sentence_id is not None
-                  else sentences[: query.limit or 5])
-        blocks.append(Samples(f"{split} samples", [Sample(s.tokens, s.entities, head=f"#{s.id} ") for s in chosen],
-                              labels=metrics.get("entity_types", [])))
-    return StageSummary(stage, blocks)
-
-
 STAGE = StageSpec(
     name="ingest",
     version="1",
     inputs=(),
     params=ingest_params,
     compute=compute_ingest,
-    headline=_headline,
-    summary=summary,
+    headline=shown.headline,
+    summary=shown.summary,
     sentence_ids=True,
     description="read, validate and sample the labeled source corpus",
 )
@@ -208,8 +180,8 @@ TARGET_STAGE = StageSpec(
     inputs=(),
     params=ingest_target_params,
     compute=compute_ingest_target,
-    headline=_target_headline,
-    summary=summary,
+    headline=shown.target_headline,
+    summary=shown.summary,
     sentence_ids=True,
     description="read and validate one target's unlabeled text and labeled dev/test sets",
 )

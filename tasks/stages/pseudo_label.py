@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from concner.tasks.artifacts import (MODEL, PROBS, PROJECTED, PSEUDO_LABELS, corpus_split, load_projected,
-                                     load_pseudo_label_frame, split_stats)
+from concner.tasks.artifacts import (
+    MODEL,
+    PROBS,
+    PROJECTED,
+    PSEUDO_LABELS,
+    corpus_split,
+    load_projected,
+    split_stats,
+)
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
 from concner.tasks.stage import StageContext, StageSpec
-from concner.tasks.summary import (Block, Figures, Histogram, Sample, SampleQuery, Samples, StageSummary, select_rows,
-                                   sort_title)
+from concner.tasks.stage_summaries import pseudo_label as shown
 from concner.tasks.tags import spans
 
 if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
@@ -124,44 +130,6 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     )
 
 
-SORT_KEYS = {"id": True, "confidence": True, "entities": False, "length": False}  # least confident first
-
-
-def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
-    """Counts, the sentence confidence histogram, and sentences with each entity's mean word confidence."""
-    m = manifest["metrics"]
-    frame = load_pseudo_label_frame(folder)
-    figures = {
-        "sentences": m.get("sentences"),
-        "kept / dropped": f"{m.get('kept')} / {m.get('dropped')}",
-        "mean sentence confidence": f"{m.get('mean_confidence', 0):.3f}",
-        "entities in kept sentences": ", ".join(f"{k} {v}" for k, v in m.get("entities", {}).items()) or "none",
-    }
-    if m.get("tags_ignored"):
-        figures["note"] = "the unlabeled file had a tag column: it was ignored"
-    blocks: list[Block] = [Figures("pseudo_label: summary", figures)]
-    hist = m.get("confidence_histogram")
-    if hist:
-        blocks.append(Histogram("sentence confidence (mean of the teacher's top word probability)", hist["counts"],
-                                hist["edges"]))
-    sort = query.sort or "id"
-    values = {"id": frame["id"], "confidence": frame["confidence"], "entities": frame["entities"],
-              "length": frame["tokens"].map(len)}[sort]
-    rows = select_rows(frame, values, ascending=SORT_KEYS[sort], query=query, default_limit=10,
-                       what="pseudo-labeled sentences")
-    samples = []
-    for row in rows.itertuples():
-        conf = [float(c) for c in row.word_confidence]
-        found = spans(list(row.tags))
-        samples.append(Sample(list(row.tokens), found, head=f"#{row.id} conf {row.confidence:.3f} "
-                              f"{'kept' if row.kept else 'dropped'} ", dropped=not row.kept,
-                              notes={e.start: f"{sum(conf[e.start:e.end]) / (e.end - e.start):.2f}" for e in found}))
-    labels = [label[2:] for label in m.get("labels", []) if label.startswith("B-")]
-    blocks.append(Samples(f"sentences ({sort_title(SORT_KEYS, query, len(rows), len(frame))}); "
-                          "an entity shows its mean word confidence", samples, labels))
-    return StageSummary("pseudo_label", blocks)
-
-
 STAGE = StageSpec(
     name="pseudo_label",
     version="1",
@@ -172,8 +140,8 @@ STAGE = StageSpec(
     libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
-    summary=summary,
-    sort_keys=SORT_KEYS,
+    summary=shown.summary,
+    sort_keys=shown.SORT_KEYS,
     sentence_ids=True,
     description="label unlabeled target text with the teacher's soft distributions",
 )
