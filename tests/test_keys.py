@@ -110,6 +110,8 @@ def test_engine_messages_and_summaries_are_outside_every_stage_key(tmp_path, mon
         "concner.tasks.progress": lambda s: s + "\n# a comment\n",
         "concner.tasks.summary": lambda s: s + "\n# a comment\n",
         "concner.tasks.training_summary": lambda s: s + "\n# a comment\n",
+        "concner.tasks.stage_summaries.translate": lambda s: s.replace("translations (", "sentences ("),
+        "concner.tasks.stage_summaries.ingest": lambda s: s + "\n# a comment\n",
     }
     for module, edit in edits.items():
         assert _stage_fingerprints(monkeypatch, tmp_path, module, edit) == before, module
