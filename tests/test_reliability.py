@@ -65,10 +65,10 @@ def test_sigterm_during_a_run_exits_143(monkeypatch):
 
     import typer
 
-    from concner.flows import cli
+    from concner.flows import cli, commands_run
 
     def run_then_get_terminated():
-        signal.signal(signal.SIGTERM, cli._interrupt)  # as `concner run` arms it before its flow
+        signal.signal(signal.SIGTERM, commands_run._interrupt)  # as `concner run` arms it before its flow
         os.kill(os.getpid(), signal.SIGTERM)
         signal.pause()  # never reached: the handler raises
 
