@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-from concner.flows import commands_inspect, commands_run, commands_schedule  # noqa: F401 - they register
+# importing a command module registers its commands: in this order in `concner --help`
+from concner.flows import commands_run  # noqa: F401
+from concner.flows import commands_inspect  # noqa: F401
+from concner.flows import commands_schedule  # noqa: F401
 from concner.flows.cli_common import app, err_console, signals_received
 from concner.tasks.errors import UserError
 
