@@ -18,6 +18,17 @@ TINY = "tiny"
 ADAPTED = "adapted"  # the adapt stage's encoder (its artifact's encoder/ folder)
 
 
+def teacher_encoder(config) -> str:
+    """The reference the teacher starts from: the adapt stage's encoder when adapt is on, else
+    train.encoder. The one place that decides it, for the train stage and the student's default."""
+    return ADAPTED if config.adapt.enabled else config.train.encoder
+
+
+def student_encoder(config) -> str:
+    """distill.encoder, else the teacher's encoder."""
+    return config.distill.encoder or teacher_encoder(config)
+
+
 def _texts(inputs: Mapping[str, Path], split: str) -> list[str]:
     return [" ".join(s.tokens) for s in corpus_split(inputs, split)]
 

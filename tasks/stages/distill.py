@@ -12,16 +12,11 @@ from typing import Any
 from concner.tasks.artifacts import MODEL, load_pseudo_labels
 from concner.tasks.config import RunConfig
 from concner.tasks.errors import UserError
-from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder
+from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder, student_encoder
 from concner.tasks.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
                                           scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
 from concner.tasks.training_summary import model_summary
-
-
-def student_encoder(config: RunConfig) -> str:
-    """distill.encoder, else the teacher's: train.encoder, or the adapt stage's when adapt is on."""
-    return config.distill.encoder or (ADAPTED if config.adapt.enabled else config.train.encoder)
 
 
 def distill_params(config: RunConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from concner.tasks.artifacts import MODEL, PROJECTED, corpus_split, load_project
 from concner.tasks.config import RunConfig
 from concner.tasks.corpus import Sentence, entity_types, label_list
 from concner.tasks.errors import UserError
-from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder
+from concner.tasks.model_refs import TINY, resolve_encoder, teacher_encoder
 from concner.tasks.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, graph_metrics, save_curves,
                                           score_target_sets, scores_headline)
 from concner.tasks.stage import StageContext, StageSpec
@@ -76,7 +76,7 @@ def compute_train(ctx: StageContext) -> None:
     labels = label_list(entity_types(source))
     translations = {s.id: s for s in load_projected(ctx.inputs["project"])} if t.use_translations else {}
     items = [(s, translations.get(s.id)) for s in source]
-    encoder = resolve_encoder(ADAPTED if ctx.config.adapt.enabled else t.encoder, ctx.inputs, ctx.store_root)
+    encoder = resolve_encoder(teacher_encoder(ctx.config), ctx.inputs, ctx.store_root)
     seed_everything(ctx.seed)  # the new classifier and heads are random draws too
     model = ConcNerModel.from_encoder(encoder, labels, proj_dim=t.proj_dim, dropout=t.dropout).to(pick_device())
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, t.max_length, t.lambda_tcl, t.lambda_lcl,
