@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from concner.tasks.errors import UserError
+from concner.tasks.optim import optimizer_and_schedule
 from concner.tasks.progress import progress_bar
 
 
@@ -224,7 +225,7 @@ def adapt_encoder(encoder: str, texts: AdaptTexts, settings: AdaptSettings, out:
                   new_tokens: int = 0, log=None, progress: str | None = None) -> AdaptResult:
     """Continue pretraining `encoder` (a hub name or folder) on `texts`; write the adapted
     encoder and its tokenizer to `out` (an ordinary transformers folder) and return the curve."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from concner.tasks.evaluate import pick_device
 
@@ -246,14 +247,9 @@ def adapt_encoder(encoder: str, texts: AdaptTexts, settings: AdaptSettings, out:
     examples = _Examples(tokenizer, texts, settings)
     collator = _collator(tokenizer, settings.mask_rate)
     generator = torch.Generator().manual_seed(settings.seed)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": settings.weight_decay},
-              {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, fused=device.type == "cuda" or None)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    optimizer, scheduler, autocast = optimizer_and_schedule(
+        model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        warmup_ratio=settings.warmup_ratio, total_steps=settings.steps, device=device)
     drawn: Counter = Counter()
     rows: list[dict] = []
     pending: list[tuple[int, float, torch.Tensor]] = []

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from concner.models.encoding import EncodedTable, encode_words, to_device
 from concner.models.losses import label_contrastive_loss, select_lcl_tokens, translation_contrastive_loss
 from concner.tasks.corpus import Sentence
 from concner.tasks.cuda_graphs import graph_width
 from concner.tasks.evaluate import device_of, evaluate_model
+from concner.tasks.optim import optimizer_and_schedule
 from concner.tasks.progress import progress_bar
 
 LossFn = Callable[[Any, Sequence[Any], torch.Generator], dict[str, torch.Tensor]]
@@ -88,17 +88,9 @@ def fit(
     steps_per_epoch = (len(items) + settings.batch_size - 1) // settings.batch_size
     epochs = max(settings.epochs, -(-settings.min_steps // max(1, steps_per_epoch)))
     total = steps_per_epoch * epochs
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": settings.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    # fused: one kernel for the whole update instead of several per parameter group (CUDA only;
-    # on CPU the default implementation is kept, and with it the bytes of earlier runs)
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, fused=device.type == "cuda" or None)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    optimizer, scheduler, autocast = optimizer_and_schedule(
+        model, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        warmup_ratio=settings.warmup_ratio, total_steps=total, device=device)
 
     # compiled, the forward and backward passes run as a few fused kernels instead of hundreds of
     # small ones, each launched from Python; the first steps pay the compilation
