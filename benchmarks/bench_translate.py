@@ -33,14 +33,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread everywher
 import torch  # noqa: E402
 
 from concner.models.tiny import build_tiny_marian  # noqa: E402
-from concner.tasks.conll import read_conll  # noqa: E402
-from concner.tasks.translate import (  # noqa: E402
+from concner.tasks.text.conll import read_conll  # noqa: E402
+from concner.tasks.nlp.translate import (  # noqa: E402
     _generate_args,
     input_limit,
     load_translator,
     translate_sentences,
 )
-from concner.tasks.wordtok import detokenize, word_tokenize  # noqa: E402
+from concner.tasks.text.wordtok import detokenize, word_tokenize  # noqa: E402
 from _common import machine_info, timed, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

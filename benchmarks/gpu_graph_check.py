@@ -39,7 +39,7 @@ from _common import machine_info  # noqa: E402
 
 def joined(sentences, k: int):
     """Every k consecutive sentences as one (tokens and tags concatenated)."""
-    from concner.tasks.corpus import Sentence
+    from concner.tasks.text.corpus import Sentence
 
     out = []
     for start in range(0, len(sentences) - k + 1, k):
@@ -62,9 +62,9 @@ def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: li
     """The student's step (items: (sentence, soft labels)) or, with `teacher`, the teacher's
     (items: (source, translation or None))."""
     from concner.models.ner_model import ConcNerModel
-    from concner.tasks.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
-    from concner.tasks.distill_loss import DistillLoss
-    from concner.tasks.train import TeacherLoss
+    from concner.tasks.training.cuda_graphs import WIDTH_MULTIPLE, GraphedSteps
+    from concner.tasks.training.distill_loss import DistillLoss
+    from concner.tasks.training.train import TeacherLoss
 
     model = ConcNerModel.from_encoder(encoder, labels, dropout=0.0).to(device)
     loss = TeacherLoss({label: i for i, label in enumerate(labels)}, 128) if teacher else DistillLoss(max_length=128)
@@ -75,7 +75,7 @@ def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: li
             eager = loss(model, batches.batch(indices), seeded())
         eager["loss"].backward()
         reference[name] = (float(eager["loss"].detach()), flat_grads(model, teacher))
-        del eager  # its autograd graph must not outlive this pass (see tasks/cuda_graphs.py)
+        del eager  # its autograd graph must not outlive this pass (see tasks/training/cuda_graphs.py)
         model.zero_grad(set_to_none=True)
     graphs = GraphedSteps(lambda: loss.graph_step(model))
     calls = []
@@ -95,8 +95,8 @@ def shapes_check(encoder, labels, items, groups: dict[str, list[int]], order: li
 
 def fit_check(encoder, labels, items, dev, device, teacher: bool = False) -> dict:
     from concner.models.ner_model import ConcNerModel
-    from concner.tasks.distill_loss import DistillLoss
-    from concner.tasks.train import FitSettings, TeacherLoss, fit, seed_everything
+    from concner.tasks.training.distill_loss import DistillLoss
+    from concner.tasks.training.train import FitSettings, TeacherLoss, fit, seed_everything
 
     out = {}
     for name, graphs in (("eager", False), ("graphs", True)):
@@ -122,7 +122,7 @@ def main() -> None:
         raise SystemExit("no CUDA device: this checks CUDA graphs")
 
     from concner.models.tiny import build_tiny_encoder, peaked_teacher_probs
-    from concner.tasks.conll import read_conll
+    from concner.tasks.text.conll import read_conll
 
     samples = REPO / "data" / "samples"
     en = read_conll(samples / "en_train.conll")[0]

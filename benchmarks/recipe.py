@@ -69,7 +69,7 @@ def minilm() -> str:
 
 def unlabeled_file(work: Path, n: int, sample: int, seed: int) -> Path:
     """Spanish sentences of es.txt that are neither translations of the sample nor in the held-out dev."""
-    from concner.tasks.conll import read_conll
+    from concner.tasks.text.conll import read_conll
     from concner.tasks.stages.ingest import hold_out_dev, sample_covering_types
 
     en, _ = read_conll(DATA / "parallel_en_es" / "en.txt", repair_tags=True)
@@ -110,9 +110,9 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
 
     # this worker's temporary Prefect server ends with it (the parent ends its workers on SIGTERM)
     end_with_this_process()
-    from concner.tasks.config import config_from_dict
-    from concner.tasks.errors import UserError
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.errors import UserError
+    from concner.tasks.engine.store import ArtifactStore
 
     store = ArtifactStore(store_root)
     config = base_config(size, unlabeled_file(Path(work), unlabeled, size, seed), max_length)
@@ -136,7 +136,7 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
                     "epochs_run": len(train["epochs"]), "best_epoch": train["best_epoch"],
                     "train_steps": len(train["epochs"]) * math.ceil(size / cfg.train.batch_size),
                     "seconds": round(time.time() - started, 1), "run_id": record["run_id"],
-                    # what tasks/estimate.py's per-stage constants are derived from: each artifact's compute
+                    # what tasks/engine/estimate.py's per-stage constants are derived from: each artifact's compute
                     # time from its manifest, also when this run reused it (a resumed or repeated invocation)
                     "stage_seconds": {s: (store.manifest(s, v["key"]) or {}).get("seconds")
                                       for s, v in record["stages"].items()}}
@@ -275,7 +275,7 @@ def summarise(args: argparse.Namespace, jobs: list[tuple[int, int]], per_run: di
                 "mean": statistics.mean(got) if got else None,
                 "stdev": statistics.stdev(got) if len(got) > 1 else None,
             }
-    import concner.tasks.config as config_module
+    import concner.tasks.engine.config as config_module
 
     defaults, distill, adapt = config_module.TrainConfig(), config_module.DistillConfig(), config_module.AdaptConfig()
     return {

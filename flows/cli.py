@@ -10,7 +10,7 @@ from concner.flows import commands_run  # noqa: F401
 from concner.flows import commands_inspect  # noqa: F401
 from concner.flows import commands_schedule  # noqa: F401
 from concner.flows.cli_common import app, err_console, signals_received
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 app = typer.Typer(
     help="concner: cross-lingual NER from a little labeled English data (ConCNER as a Prefect pipeline).",
@@ -60,7 +60,7 @@ def store_root(store: Path | None, config=None) -> Path:
 def read_store(store: Path | None):
     """The store a command only reads. A --store that is no folder is an error: listing nothing
     and exiting 0 would hide a mistyped path."""
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
 
     root = store_root(store)
     if root.exists() and not root.is_dir():

@@ -9,7 +9,7 @@ import typer
 
 from concner.flows.cli_common import StoreOpt, TargetOpt, app, console, err_console, is_sweep, read_store
 from concner.flows.console_width import print_whole
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 
 @app.command()
@@ -45,7 +45,7 @@ def inspect(
 ) -> None:
     """Show a run's stages, or one stage's artifact: stats, samples with entities highlighted, metrics."""
     from concner.flows.views import InspectOptions, show_stage, stage_summary_table
-    from concner.tasks.registry import stage_of
+    from concner.tasks.engine.registry import stage_of
 
     st = read_store(store)
     if is_sweep(run_id):  # a sweep: mean ± sd per setting of every score
@@ -153,7 +153,7 @@ def verify(
     Exits 1 when something is corrupt (and was not repaired), 0 when all is intact."""
     import shutil
 
-    from concner.tasks.registry import stage_of
+    from concner.tasks.engine.registry import stage_of
 
     st = read_store(store)
     if all_ == (run_id is not None):

@@ -22,7 +22,7 @@ from concner.flows.cli_common import (
     store_root,
 )
 from concner.flows.console_width import print_whole
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 
 def _print_plan(plan, warn: bool = True) -> None:
@@ -55,10 +55,10 @@ def _guard_process() -> None:
 
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
                   dry_run: bool = False, target: str | None = None, verify: bool = False) -> dict | None:
-    from concner.tasks import registry
-    from concner.tasks.config import load_config
-    from concner.tasks.preflight import check_and_warn
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine import registry
+    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.preflight import check_and_warn
+    from concner.tasks.engine.store import ArtifactStore
 
     config = load_config(config_path, overrides)
     stages = set(registry.upstream_closure(registry.get(until).name)) if until else None
@@ -136,7 +136,7 @@ def demo(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print which stages would be reused or computed.")] = False,
 ) -> None:
     """Run the whole DAG on the bundled sample data with tiny local models (no downloads), from any folder."""
-    from concner.tasks.bundled import config_path
+    from concner.tasks.engine.bundled import config_path
 
     _run_pipeline(config_path(config), set_, store, [], None, dry_run)
 
@@ -149,7 +149,7 @@ def estimate(
     """Print a rough time per stage for a config, from its files' sentence counts and its models' sizes.
 
     Nothing runs and the store is not read: every stage is counted, as on a first run."""
-    from concner.tasks.config import load_config
+    from concner.tasks.engine.config import load_config
 
     _print_estimates(load_config(config, set_))
 
@@ -214,10 +214,10 @@ def stage(
     store: StoreOpt = None,
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
-    from concner.tasks import registry
-    from concner.tasks.config import load_config
-    from concner.tasks.preflight import check_and_warn
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine import registry
+    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.preflight import check_and_warn
+    from concner.tasks.engine.store import ArtifactStore
 
     cfg = load_config(config, set_)
     check_and_warn(cfg, err_console, store_root(store, cfg), {registry.get(name).name})  # before the stage runs
@@ -271,9 +271,9 @@ def sweep(
         sweeps_dir,
     )
     from concner.flows.views import show_sweep
-    from concner.tasks import registry
-    from concner.tasks.preflight import check_store
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine import registry
+    from concner.tasks.engine.preflight import check_store
+    from concner.tasks.engine.store import ArtifactStore
 
     out = err_console if select else console  # with --select, stdout holds only the YAML
     set_ = [*set_, *runner_overrides(runner, dask_address)]  # in every member's config (enters no key)

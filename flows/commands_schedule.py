@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from concner.flows.cli_common import DaskAddressOpt, RunnerOpt, SetOpt, StoreOpt, app, check_runner, console, store_root
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 CronOpt = Annotated[list[str], typer.Option("--cron", help='Cron schedule, e.g. "0 3 * * 1" (Mondays 03:00); repeatable.')]
 
@@ -27,7 +27,7 @@ def deploy(
 ) -> None:
     """Register the pipeline for a config as a scheduled Prefect deployment (runs execute in `concner serve`)."""
     from concner.flows.deploy import FLOW_NAME, pipeline_deployment, require_server
-    from concner.tasks.config import load_config
+    from concner.tasks.engine.config import load_config
 
     url = require_server()
     cfg = load_config(config, set_)
@@ -61,7 +61,7 @@ def serve(
 
     from concner.flows.deploy import FLOW_NAME, pipeline_deployment, registered, require_server, served_copy
     from concner.flows.runner import runner_overrides, runner_update
-    from concner.tasks.config import RunnerConfig, load_config
+    from concner.tasks.engine.config import RunnerConfig, load_config
 
     url = require_server()
     configs = configs or []

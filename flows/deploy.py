@@ -21,8 +21,8 @@ from typing import Any
 
 from prefect import flow
 
-from concner.tasks.config import RunConfig, load_config
-from concner.tasks.errors import UserError
+from concner.tasks.engine.config import RunConfig, load_config
+from concner.tasks.engine.errors import UserError
 
 FLOW_NAME = "concner-pipeline"  # the name of concner.flows.pipeline.pipeline_flow
 FROM_CONFIG_FLOW_NAME = "concner-pipeline-from-config"

@@ -15,12 +15,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from concner.tasks.registry import ROLE_OF
+from concner.tasks.engine.registry import ROLE_OF
 from concner.flows.views import when
-from concner.tasks import registry
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine import registry
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.store import ArtifactStore
 
 MISSING = "<absent>"
 _METRICS = ("precision", "recall", "f1")

@@ -27,9 +27,9 @@ from prefect.exceptions import ExternalSignal
 from concner.flows.plan import PlannedStage, decide, key_now
 from concner.flows.records import close_record, is_user_error, stage_entry, start_record
 from concner.flows.stage_task import USER_ERRORS, stage_call
-from concner.tasks.config import RunConfig, RunnerConfig
-from concner.tasks.errors import UserError
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.config import RunConfig, RunnerConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.store import ArtifactStore
 
 
 @dataclass

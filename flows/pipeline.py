@@ -17,9 +17,9 @@ from prefect import flow, get_run_logger
 from concner.flows.execute import execute
 from concner.flows.plan import plan_run
 from concner.flows.records import finish, new_run_id
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.store import ArtifactStore
 
 __all__ = ["execute", "pipeline_flow", "plan_run", "run_flow", "stage_flow", "no_heartbeat"]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from concner.tasks import registry
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.keys import code_fingerprint, key_material, key_of
-from concner.tasks.store import ABSENT, ArtifactStore
+from concner.tasks.engine import registry
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.keys import code_fingerprint, key_material, key_of
+from concner.tasks.engine.store import ABSENT, ArtifactStore
 
 
 @dataclass

@@ -27,9 +27,9 @@ from typing import NamedTuple, TextIO
 import torch
 from torch import Tensor, nn
 
-from concner.tasks.corpus import Sentence
-from concner.tasks.errors import UserError
-from concner.tasks.tags import TagError, parse_tag, spans, to_iob2
+from concner.tasks.text.corpus import Sentence
+from concner.tasks.engine.errors import UserError
+from concner.tasks.text.tags import TagError, parse_tag, spans, to_iob2
 
 STDOUT = "-"
 HEAD_CONFIG = "sentence_head.json"  # marks a ConcNerModel folder (see models/ner_model.py)
@@ -159,7 +159,7 @@ def _load_hf(folder: Path) -> HFTagger:
 
 def read_input(path: Path, fmt: str = "auto") -> tuple[list[Sentence], str, bool]:
     """Sentences of FILE, its format (detected for "auto"), and whether a tag column was ignored."""
-    from concner.tasks.conll import read_unlabeled
+    from concner.tasks.text.conll import read_unlabeled
 
     if fmt not in ("auto", "conll", "lines"):
         raise UserError(f"--format {fmt}: choose auto, conll or lines")
@@ -182,7 +182,7 @@ def count_truncated(tokenizer, sentences: Sequence[Sentence], max_length: int) -
 def tag_sentences(tagger: LoadedTagger, sentences: Sequence[Sentence], *, batch_size: int, max_length: int,
                   progress: str | None) -> list[list[str]]:
     """IOB2 tags per sentence: the model's argmax, read as IOB2 the way conlleval reads a tagger's output."""
-    from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
+    from concner.tasks.training.evaluate import pick_device, predict_probs, probs_to_tags
 
     model = tagger.model.to(pick_device())
     probs = predict_probs(model, [s.tokens for s in sentences], batch_size=batch_size, max_length=max_length,

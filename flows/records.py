@@ -13,9 +13,9 @@ from typing import Any
 from prefect.states import Failed
 
 from concner.flows.plan import PlannedStage
-from concner.tasks import registry
-from concner.tasks.config import RunConfig
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine import registry
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.store import ArtifactStore
 
 
 def mark_dead_runs(store: ArtifactStore) -> list[str]:

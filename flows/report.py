@@ -29,10 +29,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from concner.flows.views import when
-from concner.tasks.artifacts import SCORES, load_projected_frame, load_pseudo_label_frame, load_translations
-from concner.tasks.model_training import EPOCHS, STEPS
-from concner.tasks.registry import ROLE_OF, STAGE_OF_ROLE, stage_of
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.artifacts import SCORES, load_projected_frame, load_pseudo_label_frame, load_translations
+from concner.tasks.training.model_training import EPOCHS, STEPS
+from concner.tasks.engine.registry import ROLE_OF, STAGE_OF_ROLE, stage_of
+from concner.tasks.engine.store import ArtifactStore
 
 TEACHER, STUDENT = "#1f77b4", "#ff7f0e"
 COMPUTED, REUSED = "#e3a21a", "#4caf50"
@@ -397,8 +397,8 @@ def stage_summaries(run: RunArtifacts) -> list[tuple[str, str, str]]:
     """(entry, stage, HTML) for every stage of the run, from the stage's own summary: a stage
     gets its report section without code here."""
     from concner.flows.summary_html import SAMPLES, summary_html
-    from concner.tasks.registry import get
-    from concner.tasks.summary import SampleQuery
+    from concner.tasks.engine.registry import get
+    from concner.tasks.presentation.summary import SampleQuery
 
     out = []
     for entry, info in run.record.get("stages", {}).items():

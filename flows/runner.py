@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from concner.tasks.config import RunnerConfig, check_dask_address
-from concner.tasks.errors import UserError
+from concner.tasks.engine.config import RunnerConfig, check_dask_address
+from concner.tasks.engine.errors import UserError
 
 CONNECT_TIMEOUT_S = 10  # an address nobody answers on fails after this, not after Dask's 30 s default
 RUNNERS = ("sequential", "dask")

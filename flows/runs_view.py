@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from concner.tasks.registry import ROLE_OF
+from concner.tasks.engine.registry import ROLE_OF
 from concner.flows.console_width import natural_width, print_whole
-from concner.tasks.store import MANIFEST, ArtifactStore
+from concner.tasks.engine.store import MANIFEST, ArtifactStore
 
 MODEL_OF = ROLE_OF  # the trained models by stage, as the stages declare them
 CAPTION = "F1 x 100, seqeval default (conlleval) mode"

@@ -16,11 +16,11 @@ from prefect.context import TaskRunContext
 from prefect.states import Failed
 
 from concner.flows.plan import PlannedStage
-from concner.tasks import registry
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.stage import StageContext, derive_seed
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine import registry
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.stage import StageContext, derive_seed
+from concner.tasks.engine.store import ArtifactStore
 
 
 def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from concner.tasks.summary import Figures, Histogram, Note, Sample, Samples, StageSummary, Table, marked_segments
-from concner.tasks.tags import Span
+from concner.tasks.presentation.summary import Figures, Histogram, Note, Sample, Samples, StageSummary, Table, marked_segments
+from concner.tasks.text.tags import Span
 
 SAMPLES = 5  # sample rows per block: the report shows a taste, `concner inspect` the rest
 

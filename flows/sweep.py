@@ -35,10 +35,10 @@ import yaml
 from prefect import flow, get_run_logger
 from prefect.states import Failed
 
-from concner.tasks.registry import ROLE_OF
-from concner.tasks.errors import UserError
-from concner.tasks.registry import stage_of
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.registry import ROLE_OF
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.registry import stage_of
+from concner.tasks.engine.store import ArtifactStore
 
 METRICS = ("precision", "recall", "f1")
 SWEEPS = "sweeps"  # folder of the sweep records in the store
@@ -143,7 +143,7 @@ def _grid_problem(message: str, key: str, value: str) -> str:
 def plan_members(config_path: Path, base_sets: list[str], grid: list[tuple[str, list[str]]],
                  seeds: list[int] | None):
     """(base config, members): every member's config validated, bad grid values named first."""
-    from concner.tasks.config import load_config
+    from concner.tasks.engine.config import load_config
 
     base = load_config(config_path, base_sets)
     seeds = seeds or [base.seed]
@@ -180,7 +180,7 @@ def plan_members(config_path: Path, base_sets: list[str], grid: list[tuple[str, 
 
 def preflight(members: list[Member]) -> list[str]:
     """Read every input of every member (each file once) before anything runs; the warnings, once each."""
-    from concner.tasks.preflight import Preflight  # one reader cache for all members: each file read once
+    from concner.tasks.engine.preflight import Preflight  # one reader cache for all members: each file read once
 
     check = Preflight()
     for member in members:
@@ -403,7 +403,7 @@ def run_sweep(store: ArtifactStore, record: dict, log) -> dict:
 def _start_pending(record: dict) -> Iterator[tuple[dict, Any]]:
     """Each member that has not run yet, with its config, marked running under a new run id."""
     from concner.flows.records import new_run_id
-    from concner.tasks.config import RunConfig
+    from concner.tasks.engine.config import RunConfig
 
     for member in record["members"]:
         if member["status"] != "pending":
@@ -496,7 +496,7 @@ def sweep_flow(sweep_id: str, store_root: str) -> dict:
     """Every member of the sweep record `sweeps/<sweep_id>.json` as ordinary pipeline runs (each
     with its run record; their stages are this flow's tasks): one after the other, or side by side
     on Dask when the base config says `runner.kind: dask`."""
-    from concner.tasks.config import RunnerConfig
+    from concner.tasks.engine.config import RunnerConfig
 
     store = ArtifactStore(store_root)
     record = load_sweep(store, sweep_id)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 
 class ServerStartError(UserError):

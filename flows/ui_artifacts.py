@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from concner.tasks.artifacts import load_manifest
-from concner.tasks.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table, marked_segments
-from concner.tasks.tags import Span
+from concner.tasks.engine.artifacts import load_manifest
+from concner.tasks.presentation.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table, marked_segments
+from concner.tasks.text.tags import Span
 
 SAMPLES = 5  # sample rows per stage: the UI shows a taste, `concner inspect` the rest
 
@@ -57,7 +57,7 @@ def summary_markdown(summary: StageSummary) -> str:
 
 
 def stage_markdown(stage: str, key: str, folder: Path, headline: str) -> str:
-    from concner.tasks.registry import get
+    from concner.tasks.engine.registry import get
 
     manifest = load_manifest(folder)
     summarize = get(stage).summary

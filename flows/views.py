@@ -17,14 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from concner.flows.console_width import print_whole
-from concner.tasks.corpus import Sentence
-from concner.tasks import training_summary
-from concner.tasks.errors import UserError
-from concner.tasks.registry import stage_of
-from concner.tasks.store import ABSENT, ArtifactStore
-from concner.tasks.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary
-from concner.tasks.summary import Table as SummaryTable
-from concner.tasks.tags import Span
+from concner.tasks.text.corpus import Sentence
+from concner.tasks.presentation import training_summary
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.registry import stage_of
+from concner.tasks.engine.store import ABSENT, ArtifactStore
+from concner.tasks.presentation.summary import Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary
+from concner.tasks.presentation.summary import Table as SummaryTable
+from concner.tasks.text.tags import Span
 
 _COLOURS = ["bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red"]
 
@@ -89,7 +89,7 @@ InspectOptions = SampleQuery
 
 def check_options(stage: str, options: InspectOptions) -> None:
     """Reject options a stage's view cannot honour, rather than silently ignoring them."""
-    from concner.tasks.registry import STAGES, get
+    from concner.tasks.engine.registry import STAGES, get
 
     keys = get(stage).sort_keys
     if options.sort is not None and options.sort not in keys:
@@ -178,7 +178,7 @@ def render_summary(console: Console, summary: StageSummary) -> None:
 def show_summary(console: Console, folder: Path, manifest: dict, sentence_id: int | None,
                  options: InspectOptions | None = None) -> None:
     """The view of one artifact: its stage's summary (sentence_id stays positional for old callers)."""
-    from concner.tasks.registry import get
+    from concner.tasks.engine.registry import get
 
     options = options or InspectOptions(sentence_id=sentence_id)
     spec = get(manifest.get("stage", ""))
@@ -206,7 +206,7 @@ def translation_rows(frame, options: InspectOptions, default_limit: int = 10):
 
 def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sentence_id: int | None = None,
                options: InspectOptions | None = None) -> None:
-    from concner.tasks.registry import get
+    from concner.tasks.engine.registry import get
 
     options = options or InspectOptions(sentence_id=sentence_id)
     check_options(stage, options)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 IGNORE_INDEX = -100
 

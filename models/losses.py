@@ -8,7 +8,7 @@
   (KL as Hinton et al. 2015, or MSE as Wu et al. 2020).
 - masked_translation_contrastive_loss, masked_label_contrastive_loss,
   weighted_distillation_loss: the same losses over fixed-shape tensors, with the rows that take
-  part given as masks, for steps replayed as CUDA graphs (tasks/cuda_graphs.py).
+  part given as masks, for steps replayed as CUDA graphs (tasks/training/cuda_graphs.py).
 
 Notation: z = x / ||x||_2 (L2-normalized), s_ij = z_i . z_j (cosine similarity), tau = temperature.
 """
@@ -148,7 +148,7 @@ def masked_translation_contrastive_loss(src_emb: Tensor, tgt_emb: Tensor, paired
     other's negatives). Equal to the plain loss on the paired rows alone; 0 with fewer than two.
 
     Nothing here depends on the values of `paired` (no boolean indexing), so the step can be
-    captured as a CUDA graph and replayed (tasks/cuda_graphs.py)."""
+    captured as a CUDA graph and replayed (tasks/training/cuda_graphs.py)."""
     if src_emb.shape != tgt_emb.shape or src_emb.dim() != 2 or paired.shape != src_emb.shape[:1]:
         raise ValueError(f"expected two [R, D] tensors and [R] pairs, got {tuple(src_emb.shape)}, "
                          f"{tuple(tgt_emb.shape)} and {tuple(paired.shape)}")

@@ -28,7 +28,7 @@ from huggingface_hub.errors import HFValidationError
 from torch import Tensor, nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
 HEAD_WEIGHTS = "sentence_head.pt"

@@ -33,7 +33,7 @@ import transformers
 from tokenizers import pre_tokenizers
 from transformers import BertConfig, BertModel, BertTokenizerFast, MarianConfig, MarianMTModel, MarianTokenizer
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 MARKER = "concner_tiny_build.json"
 BUILD_VERSION = 1  # bump when a builder's output changes for the same inputs

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from concner.tasks import config as config_module
+from concner.tasks.engine import config as config_module
 
 
 def _sections(model: BaseModel, prefix: str = "") -> dict[int, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 
 # Two teacher epochs test the mechanics, not learning: the tiny random encoder then scores below the
 # teacher guard's floor, so the guard is off here (tests/test_recipe.py tests the guard itself).
@@ -31,8 +31,8 @@ FAST_OVERRIDES = [value for value in FAST if value != "--set"]  # as load_config
 
 def demo_config():
     """The config of the shared demo run, as its stages saw it."""
-    from concner.tasks.bundled import config_path
-    from concner.tasks.config import load_config
+    from concner.tasks.engine.bundled import config_path
+    from concner.tasks.engine.config import load_config
 
     return load_config(config_path("demo"), FAST_OVERRIDES)
 

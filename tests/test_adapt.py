@@ -9,9 +9,9 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from concner.models.tiny import build_tiny_encoder
-from concner.tasks.adapt import (AdaptSettings, AdaptTexts, _collator, _masked_batch, adapt_encoder, add_pieces, mlm_loss,
+from concner.tasks.training.adapt import (AdaptSettings, AdaptTexts, _collator, _masked_batch, adapt_encoder, add_pieces, mlm_loss,
                                  useful_new_pieces)
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 from tests.demo_store import FAST
 

@@ -1,4 +1,4 @@
-"""Batched SimAlign must give exactly stock simalign's word alignments (tasks/align.py).
+"""Batched SimAlign must give exactly stock simalign's word alignments (tasks/nlp/align.py).
 
 Stock `SentenceAligner.get_word_aligns` is the reference everywhere. Equality is exact on the word
 pairs; the hidden states differ from stock's by float noise only (padding to another width), which
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from concner.tasks.align import BatchAligner, align_pairs, max_weight_match
-from concner.tasks.errors import UserError
+from concner.tasks.nlp.align import BatchAligner, align_pairs, max_weight_match
+from concner.tasks.engine.errors import UserError
 from tests.conftest import minilm_path, shared
 
 simalign = pytest.importorskip("simalign")

@@ -3,7 +3,7 @@ is one, no traceback, nothing under the store's stages/ folder.
 
 Each case builds a small project (a dozen sample sentences per file, configs/demo.yaml's settings
 with backend=parallel), breaks one thing and runs `concner run CONFIG --until translate`. The
-preflight check (tasks/preflight.py) stops these before Prefect starts a flow, so each case takes
+preflight check (tasks/engine/preflight.py) stops these before Prefect starts a flow, so each case takes
 well under a second. Cases that are warnings, not errors, call check_inputs directly (at the end).
 """
 
@@ -18,10 +18,10 @@ from typing import Callable
 import pytest
 import yaml
 
-from concner.tasks.config import load_config
-from concner.tasks.conll import MAX_TOKEN_CHARS
-from concner.tasks.errors import UserError
-from concner.tasks.preflight import check_inputs
+from concner.tasks.engine.config import load_config
+from concner.tasks.text.conll import MAX_TOKEN_CHARS
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.preflight import check_inputs
 from tests.conftest import SAMPLES
 
 N_TRAIN, N_DEV = 12, 6

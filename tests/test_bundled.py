@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.bundled import config_names, config_path, samples_dir
-from concner.tasks.config import load_config
-from concner.tasks.errors import UserError
+from concner.tasks.engine.bundled import config_names, config_path, samples_dir
+from concner.tasks.engine.config import load_config
+from concner.tasks.engine.errors import UserError
 from tests.conftest import REPO
 
 

@@ -69,7 +69,7 @@ def test_layer_beyond_minilm_from_its_package(tmp_path: Path):
 
 def test_tiny_depth_constant_matches_the_builder():
     from concner.models.tiny import build_tiny_encoder
-    from concner.tasks.model_info import TINY_ENCODER_HIDDEN, TINY_ENCODER_LAYERS
+    from concner.tasks.engine.model_info import TINY_ENCODER_HIDDEN, TINY_ENCODER_LAYERS
 
     params = inspect.signature(build_tiny_encoder).parameters
     assert params["num_layers"].default == TINY_ENCODER_LAYERS

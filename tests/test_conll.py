@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.conll import (
+from concner.tasks.text.conll import (
     MAX_TOKEN_CHARS,
     check_input_file,
     read_aligned_lines,
@@ -14,8 +14,8 @@ from concner.tasks.conll import (
     read_unlabeled,
     write_conll,
 )
-from concner.tasks.errors import InputFileError
-from concner.tasks.tags import bioes_to_iob2, iob_to_iob2, spans
+from concner.tasks.engine.errors import InputFileError
+from concner.tasks.text.tags import bioes_to_iob2, iob_to_iob2, spans
 from tests.conftest import shared
 
 # Sentence counts from ../shared/data/README.md

@@ -7,8 +7,8 @@ import json
 import pytest
 from transformers import pipeline
 
-from concner.tasks.registry import STAGES
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.registry import STAGES
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 
 from tests.demo_store import FAST  # noqa: E402

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from concner.tasks.registry import STAGES
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.registry import STAGES
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 
 DEMO = REPO / "configs" / "demo.yaml"
@@ -136,7 +136,7 @@ def test_prefect_yaml_deployments_load_and_their_configs_validate():
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
-    from concner.tasks.config import load_config
+    from concner.tasks.engine.config import load_config
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["deployments"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 from tests.test_trust import SMALL, _concner, _env, _running, _server_children
 
@@ -28,7 +28,7 @@ def test_store_that_cannot_be_written_is_one_clean_error(cli, tmp_path):
 
 
 def test_disk_full_during_a_stage_leaves_nothing_half_written(cli, tmp_path, monkeypatch):
-    import concner.tasks.store as store_module
+    import concner.tasks.engine.store as store_module
 
     real_publish = store_module.ArtifactStore._publish
 

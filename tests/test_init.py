@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from concner.flows.init_config import Answers, Asker, gather, prepare, write
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 from tests.conftest import SAMPLES, minilm_path, shared
 from tests.demo_store import run_cli
 
@@ -118,7 +118,7 @@ def test_questions_ask_again_after_a_bad_answer(tmp_path: Path):
 
 
 def test_layer_rule_follows_depth(tmp_path: Path):
-    from concner.tasks.model_info import describe, recommended_layer
+    from concner.tasks.engine.model_info import describe, recommended_layer
 
     for depth, layer in [(2, 1), (6, 4), (12, 8), (24, 16)]:
         folder = tmp_path / f"m{depth}"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from concner.flows.plan import read_inputs
-from concner.tasks import registry
-from concner.tasks.keys import keyed_params
-from concner.tasks.stage import StageContext, derive_seed
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine import registry
+from concner.tasks.engine.keys import keyed_params
+from concner.tasks.engine.stage import StageContext, derive_seed
+from concner.tasks.engine.store import ArtifactStore
 from tests.config_reads import perturbed, recorded_reads
 from tests.demo_store import demo_config
 

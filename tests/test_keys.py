@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import concner.tasks.keys as keys
+import concner.tasks.engine.keys as keys
 
 
 def _fake_package(tmp_path: Path, monkeypatch) -> dict[str, Path]:
@@ -79,7 +79,7 @@ def test_a_module_that_only_renders_is_left_out_of_the_code_fingerprint(tmp_path
 
 def _stage_fingerprints(monkeypatch, tmp_path: Path, module: str | None = None, edit=None) -> dict[str, str]:
     """Each stage's code fingerprint, with `module`'s source passed through `edit` first."""
-    from concner.tasks import registry
+    from concner.tasks.engine import registry
 
     real = keys._module_file
     if module is not None:
@@ -104,12 +104,12 @@ def test_engine_messages_and_summaries_are_outside_every_stage_key(tmp_path, mon
     or a summary: no stage is recomputed."""
     before = _stage_fingerprints(monkeypatch, tmp_path)
     edits = {
-        "concner.tasks.config": lambda s: s.replace("is not a run name", "is no run name"),
-        "concner.tasks.store": lambda s: s + "\n\ndef unused_helper():\n    return 1\n",
-        "concner.tasks.errors": lambda s: s.replace("exit_code = 2", "exit_code = 2  # the usual"),
-        "concner.tasks.progress": lambda s: s + "\n# a comment\n",
-        "concner.tasks.summary": lambda s: s + "\n# a comment\n",
-        "concner.tasks.training_summary": lambda s: s + "\n# a comment\n",
+        "concner.tasks.engine.config": lambda s: s.replace("is not a run name", "is no run name"),
+        "concner.tasks.engine.store": lambda s: s + "\n\ndef unused_helper():\n    return 1\n",
+        "concner.tasks.engine.errors": lambda s: s.replace("exit_code = 2", "exit_code = 2  # the usual"),
+        "concner.tasks.engine.progress": lambda s: s + "\n# a comment\n",
+        "concner.tasks.presentation.summary": lambda s: s + "\n# a comment\n",
+        "concner.tasks.presentation.training_summary": lambda s: s + "\n# a comment\n",
         "concner.tasks.stage_summaries.translate": lambda s: s.replace("translations (", "sentences ("),
         "concner.tasks.stage_summaries.ingest": lambda s: s + "\n# a comment\n",
     }
@@ -124,11 +124,11 @@ def test_editing_a_loss_or_the_training_loop_changes_the_stages_that_train(tmp_p
     after = _stage_fingerprints(monkeypatch, tmp_path, "concner.models.losses", lambda s: s + "\nEPS = 1e-9\n")
     changed = {stage for stage in before if after[stage] != before[stage]}
     assert "train" in changed and "ingest" not in changed and "translate" not in changed
-    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.train", lambda s: s + "\nX = 1\n")
+    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.training.train", lambda s: s + "\nX = 1\n")
     changed = {stage for stage in before if after[stage] != before[stage]}
     assert {"train", "distill"} <= changed and "ingest" not in changed
-    # derive_seed decides every stage's random draws: tasks/stage.py stays in every key
-    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.stage", lambda s: s + "\nX = 1\n")
+    # derive_seed decides every stage's random draws: tasks/engine/stage.py stays in every key
+    after = _stage_fingerprints(monkeypatch, tmp_path, "concner.tasks.engine.stage", lambda s: s + "\nX = 1\n")
     assert all(after[stage] != before[stage] for stage in before)
 
 
@@ -141,9 +141,9 @@ def test_a_stage_sees_only_the_input_files_its_key_covers(tmp_path, monkeypatch)
 
     from concner.flows import stage_task
     from concner.flows.plan import PlannedStage
-    from concner.tasks import registry
-    from concner.tasks.config import RunConfig
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine import registry
+    from concner.tasks.engine.config import RunConfig
+    from concner.tasks.engine.store import ArtifactStore
 
     store = ArtifactStore(tmp_path / "store")
     with store.writing("ingest", "k1", params={}, inputs={}) as (out, _):

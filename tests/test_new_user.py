@@ -13,7 +13,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 from tests.conftest import REPO, SAMPLES
 from tests.demo_store import run_cli
 
@@ -86,7 +86,7 @@ def test_dry_run_shows_the_estimate_of_the_stages_to_compute(tmp_path: Path):
 
 def test_inspect_prints_the_key_inputs_and_libraries(monkeypatch, tmp_path: Path):
     from concner.flows import views
-    from concner.tasks import registry
+    from concner.tasks.engine import registry
 
     material = {"code": "0123456789abcdef", "version": 3, "inputs": {"ingest": "941c11bbdeadbeef"},
                 "libraries": {"torch": "2.13"}}
@@ -230,7 +230,7 @@ def test_init_translator_and_parallel_file_are_exclusive(tmp_path: Path):
 def test_the_minilm_hint_names_the_pypi_package(monkeypatch):
     import importlib.util
 
-    from concner.tasks.model_refs import local_model_path
+    from concner.tasks.engine.model_refs import local_model_path
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(UserError) as err:

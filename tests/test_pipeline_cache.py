@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 
 TRAIN = "John\tB-PER\nSmith\tI-PER\nvisits\tO\nParis\tB-LOC\n.\tO\n\nAcme\tB-ORG\nhires\tO\nMary\tB-PER\n\n"
 
@@ -131,7 +131,7 @@ def test_stage_command_needs_upstream_artifacts(cli, project, name, upstream):
 
 
 def test_overrides_do_not_leak_into_the_callers_config():
-    from concner.tasks.config import config_from_dict
+    from concner.tasks.engine.config import config_from_dict
 
     raw = {"target_lang": "es", "data": {"source_train": "x.conll"}, "train": {"epochs": 1}}
     first = config_from_dict(raw, base_dir=Path("."), overrides=["train.use_translations=false", "train.epochs=4"])

@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from concner.models.tiny import build_tiny_encoder
-from concner.tasks.conll import read_conll, read_unlabeled
-from concner.tasks.tags import parse_tag
-from concner.tasks.wordtok import word_tokenize
+from concner.tasks.text.conll import read_conll, read_unlabeled
+from concner.tasks.text.tags import parse_tag
+from concner.tasks.text.wordtok import word_tokenize
 from tests.conftest import SAMPLES
 from tests.demo_store import run_cli
 

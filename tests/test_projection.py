@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from concner.tasks.projection import OUTCOMES, project_sentence, project_span, resolve_overlaps
-from concner.tasks.tags import Span, spans, spans_to_tags
+from concner.tasks.nlp.projection import OUTCOMES, project_sentence, project_span, resolve_overlaps
+from concner.tasks.text.tags import Span, spans, spans_to_tags
 
 SUCCESS = ("projected", "repaired", "merged")
 

@@ -11,12 +11,12 @@ import torch
 
 from concner.models.ner_model import ConcNerModel
 from concner.models.tiny import build_tiny_encoder
-from concner.tasks.config import config_from_dict
-from concner.tasks.corpus import Sentence
-from concner.tasks.errors import UserError
-from concner.tasks.evaluate import predict_probs
+from concner.tasks.engine.config import config_from_dict
+from concner.tasks.text.corpus import Sentence
+from concner.tasks.engine.errors import UserError
+from concner.tasks.training.evaluate import predict_probs
 from concner.tasks.stages.train import TeacherDidNotLearn, check_teacher
-from concner.tasks.train import FitSettings, TeacherLoss
+from concner.tasks.training.train import FitSettings, TeacherLoss
 from tests.conftest import REPO
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -74,7 +74,7 @@ def test_demo_selects_on_source_dev_and_reports_only_other_sets(demo_run, tmp_pa
     assert train["dev_set"] == "source_dev" and train["selection"]["split"] == "source_dev"
     assert set(train["scores"]) == {"target_dev", "target_test"}  # the selection split is no result
     from concner.flows.report import write_report
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
 
     write_report(demo_run.record, ArtifactStore(demo_run.store), tmp_path / "r.html")
     assert "model selection: <b>selected on source_dev</b>" in (tmp_path / "r.html").read_text()
@@ -94,8 +94,8 @@ ingest:
 """)
     code, _, err = cli("run", config, "--store", tmp_path / "store", "--until", "ingest")
     assert code == 0, err[-2000:]
-    from concner.tasks.artifacts import load_split
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.artifacts import load_split
+    from concner.tasks.engine.store import ArtifactStore
 
     store = ArtifactStore(tmp_path / "store")
     record = store.list_runs()[-1]
@@ -130,7 +130,7 @@ def test_words_past_max_length_get_no_invented_label(model):
     plain = predict_probs(model, [long], max_length=8)[0]
     assert (plain[-1] == np.eye(len(LABELS))[0]).all()  # what a tagger outputs: O
 
-    from concner.tasks.distill_loss import DistillLoss
+    from concner.tasks.training.distill_loss import DistillLoss
 
     teacher = np.nan_to_num(probs, nan=0.0)
     teacher[~covered] = np.nan
@@ -143,7 +143,7 @@ def test_words_past_max_length_get_no_invented_label(model):
 def test_pseudo_labels_leave_out_the_teachers_translations(cli, tmp_path):
     """Unlabeled text = the parallel file itself: the sampled sentences' translations are dropped."""
     from tests.demo_store import FAST
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
 
     store = tmp_path / "store"
     code, _, err = cli("run", REPO / "configs" / "demo.yaml", "--store", store, "--until", "pseudo_label", *FAST,
@@ -158,7 +158,7 @@ def test_pseudo_labels_leave_out_the_teachers_translations(cli, tmp_path):
 
 
 def test_progress_is_logged_as_lines_when_not_on_a_terminal(monkeypatch, capsys):
-    from concner.tasks.progress import LOG_INTERVAL_ENV, progress_bar
+    from concner.tasks.engine.progress import LOG_INTERVAL_ENV, progress_bar
 
     monkeypatch.setenv(LOG_INTERVAL_ENV, "0")
     with progress_bar("distilling student", 3) as advance:

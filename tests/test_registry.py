@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from concner.tasks import registry
+from concner.tasks.engine import registry
 from concner.tasks.stages import evaluate
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.config import config_from_dict, load_config
-from concner.tasks.errors import UserError
+from concner.tasks.engine.config import config_from_dict, load_config
+from concner.tasks.engine.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
@@ -22,7 +22,7 @@ def _raw(**sections) -> dict:
 
 def test_translate_key_covers_the_tag_repair_of_the_parallel_file():
     from concner.tasks.stages.translate import translate_params
-    from concner.tasks.store import digest_of
+    from concner.tasks.engine.store import digest_of
 
     translate = {"backend": "parallel", "parallel_file": str(SAMPLES / "es_train.conll")}
     keys = []
@@ -93,7 +93,7 @@ def test_sigterm_during_a_run_exits_143(monkeypatch):
 def test_a_published_stage_folder_follows_the_umask(tmp_path, umask, mode):
     import os
 
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
 
     store = ArtifactStore(tmp_path / "store")
     previous = os.umask(umask)
@@ -121,7 +121,7 @@ def test_a_store_that_is_no_folder_is_one_error_line(tmp_path, args):
 
 
 def test_a_run_record_cut_in_half_is_named_by_runs_inspect_and_verify(tmp_path):
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
     from tests.demo_store import run_cli
 
     store = ArtifactStore(tmp_path / "store")
@@ -150,8 +150,8 @@ def test_a_run_record_cut_in_half_is_named_by_runs_inspect_and_verify(tmp_path):
     ("aligned", "one\n\nthree \x00\n", 3),
 ])
 def test_a_nul_byte_is_an_error_at_its_line(tmp_path, reader, text, line):
-    from concner.tasks.conll import read_aligned_lines, read_conll, read_unlabeled
-    from concner.tasks.errors import InputFileError
+    from concner.tasks.text.conll import read_aligned_lines, read_conll, read_unlabeled
+    from concner.tasks.engine.errors import InputFileError
 
     path = tmp_path / "data.txt"
     path.write_bytes(text.encode())
@@ -165,7 +165,7 @@ def test_a_nul_byte_is_an_error_at_its_line(tmp_path, reader, text, line):
 def test_a_metric_edited_in_a_manifest_is_caught_by_reuse_and_verify(tmp_path):
     import json
 
-    from concner.tasks.store import MANIFEST, MANIFEST_DIGEST, ArtifactStore
+    from concner.tasks.engine.store import MANIFEST, MANIFEST_DIGEST, ArtifactStore
     from tests.demo_store import run_cli
 
     store = ArtifactStore(tmp_path / "store")
@@ -197,7 +197,7 @@ def test_bytes_flipped_in_place_are_found_by_run_verify_and_recomputed(cli, demo
     import os
     import shutil
 
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.engine.store import ArtifactStore
     from tests.demo_store import FAST
 
     root = tmp_path / "store"

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from concner.flows.diff import Change, diff_runs
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO, SAMPLES
 from tests.demo_store import FAST, DemoRun, run_cli
 

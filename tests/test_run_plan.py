@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from concner.tasks.registry import STAGES
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.registry import STAGES
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 from tests.demo_store import FAST, DemoRun, run_cli
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from concner.flows.runs_view import print_runs
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 
 DEMO = REPO / "configs" / "demo.yaml"

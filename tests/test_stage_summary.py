@@ -13,11 +13,11 @@ from rich.console import Console
 from concner.flows.summary_html import summary_html
 from concner.flows.ui_artifacts import stage_markdown
 from concner.flows.views import show_summary
-from concner.tasks import registry
-from concner.tasks.stage import StageSpec
-from concner.tasks.summary import (Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table,
+from concner.tasks.engine import registry
+from concner.tasks.engine.stage import StageSpec
+from concner.tasks.presentation.summary import (Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table,
                                    select_rows)
-from concner.tasks.tags import spans
+from concner.tasks.text.tags import spans
 
 
 def word_count_summary(manifest: dict, folder: Path, query: SampleQuery) -> StageSummary:

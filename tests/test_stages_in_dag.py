@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
-from concner.tasks.store import ArtifactStore
-from concner.tasks.wordtok import detokenize
+from concner.tasks.engine.store import ArtifactStore
+from concner.tasks.text.wordtok import detokenize
 from tests.conftest import REPO, minilm_path, shared
 
 DEMO = REPO / "configs" / "demo.yaml"
@@ -72,7 +72,7 @@ def test_parallel_backend_pairs_every_sentence_with_its_spanish_side(cli, tmp_pa
     assert code == 0, err[-2000:]
     run = ArtifactStore(store).list_runs()[-1]
     frame = pd.read_parquet(store / "stages" / "translate" / run["stages"]["translate"]["key"] / "translations.parquet")
-    from concner.tasks.conll import read_conll
+    from concner.tasks.text.conll import read_conll
 
     spanish, _ = read_conll(es, repair_tags=True)
     assert len(frame) == 200

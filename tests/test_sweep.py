@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from concner.flows.sweep import best_setting, member_scores, parse_grid, setting_stats, split_values
-from concner.tasks.config import RunConfig, TrainConfig
-from concner.tasks.errors import UserError
-from concner.tasks.store import ArtifactStore
+from concner.tasks.engine.config import RunConfig, TrainConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO
 from tests.demo_store import run_cli
 

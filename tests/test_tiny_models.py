@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoModelForTokenClassification, AutoTokenizer
 
 from concner.models.tiny import MARKER, build_tiny_encoder, build_tiny_marian, ensure_tiny_models
-from concner.tasks.errors import UserError
+from concner.tasks.engine.errors import UserError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 

@@ -10,11 +10,11 @@ from transformers import pipeline
 
 from concner.models.ner_model import ConcNerModel
 from concner.models.tiny import build_tiny_encoder, peaked_teacher_probs
-from concner.tasks.conll import read_conll
-from concner.tasks.corpus import entity_types, label_list
-from concner.tasks.distill_loss import DistillLoss
-from concner.tasks.evaluate import predict_probs, probs_to_tags
-from concner.tasks.train import FitSettings, TeacherLoss, fit
+from concner.tasks.text.conll import read_conll
+from concner.tasks.text.corpus import entity_types, label_list
+from concner.tasks.training.distill_loss import DistillLoss
+from concner.tasks.training.evaluate import predict_probs, probs_to_tags
+from concner.tasks.training.train import FitSettings, TeacherLoss, fit
 from tests.conftest import SAMPLES
 
 
@@ -128,8 +128,8 @@ def test_a_batch_is_what_tokenizing_it_alone_gives_and_source_only_items_train(s
 
 def test_the_student_loop_logs_progress_lines_when_not_on_a_terminal(samples, encoder, monkeypatch, capsys):
     """A scheduled run writes to a file: the long loops must still say how far they are."""
-    from concner.tasks.corpus import Sentence
-    from concner.tasks.progress import LOG_INTERVAL_ENV
+    from concner.tasks.text.corpus import Sentence
+    from concner.tasks.engine.progress import LOG_INTERVAL_ENV
 
     monkeypatch.setenv(LOG_INTERVAL_ENV, "0")  # a line at every step instead of every 30 s
     _, es = samples
@@ -146,7 +146,7 @@ def test_the_student_loop_logs_progress_lines_when_not_on_a_terminal(samples, en
 
 @pytest.mark.parametrize("kind, temperature, hard", [("kl", 1.0, None), ("kl", 2.0, 0.5), ("mse", 1.0, 0.9)])
 def test_the_fixed_shape_student_step_gives_the_gathered_loss_and_gradients(samples, encoder, kind, temperature, hard):
-    """What a CUDA graph replays (tasks/cuda_graphs.py) is the student's loss over dense tensors of
+    """What a CUDA graph replays (tasks/training/cuda_graphs.py) is the student's loss over dense tensors of
     a fixed shape: the short last batch padded with empty rows, the width rounded up. On a CPU
     (no graph), it must give the loss and gradients of the gathered form the CPU loop uses."""
     _, es = samples
@@ -249,10 +249,10 @@ def test_a_cuda_graph_fallback_is_kept_in_the_manifest_and_shown_in_the_stage_su
     """On a GPU, a step that cannot be captured makes the loop go on without graphs: besides the
     log's warning, the stage's manifest keeps why, and `concner inspect --stage` shows it. On a
     CPU there is nothing to record, so CPU manifests stay as they were."""
-    from concner.tasks.model_training import graph_metrics
-    from concner.tasks.summary import SampleQuery
-    from concner.tasks.train import FitResult
-    from concner.tasks.training_summary import model_summary
+    from concner.tasks.training.model_training import graph_metrics
+    from concner.tasks.presentation.summary import SampleQuery
+    from concner.tasks.training.train import FitResult
+    from concner.tasks.presentation.training_summary import model_summary
 
     assert graph_metrics(FitResult()) == {}
     failed = graph_metrics(FitResult(cuda_graph_error="RuntimeError: operation not permitted when stream is capturing"))

@@ -10,11 +10,11 @@ import torch
 
 from concner.models.ner_model import ConcNerModel
 from concner.models.tiny import build_tiny_encoder
-from concner.tasks import train as train_module
-from concner.tasks.corpus import Sentence
-from concner.tasks.distill_loss import DistillLoss
-from concner.tasks.evaluate import predict_probs
-from concner.tasks.train import FitSettings, TeacherLoss, fit
+from concner.tasks.training import train as train_module
+from concner.tasks.text.corpus import Sentence
+from concner.tasks.training.distill_loss import DistillLoss
+from concner.tasks.training.evaluate import predict_probs
+from concner.tasks.training.train import FitSettings, TeacherLoss, fit
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = [
@@ -139,9 +139,9 @@ def test_one_settings_model_for_both_training_loops():
     every loop setting is a config setting, so none keeps a default the user cannot change."""
     import dataclasses
 
-    from concner.tasks.config import DistillConfig, LoopConfig, TrainConfig
-    from concner.tasks.model_training import fit_settings
-    from concner.tasks.train import FitSettings
+    from concner.tasks.engine.config import DistillConfig, LoopConfig, TrainConfig
+    from concner.tasks.training.model_training import fit_settings
+    from concner.tasks.training.train import FitSettings
 
     loop = {f.name for f in dataclasses.fields(FitSettings)} - {"seed"}
     assert loop <= set(LoopConfig.model_fields)

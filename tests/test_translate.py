@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from concner.models.tiny import build_tiny_marian
-from concner.tasks.errors import UserError
-from concner.tasks.translate import (
+from concner.tasks.engine.errors import UserError
+from concner.tasks.nlp.translate import (
     default_model_name,
     load_translator,
     round_trip_chrf,
     score_translations,
     translate_sentences,
 )
-from concner.tasks.wordtok import detokenize, word_tokenize
+from concner.tasks.text.wordtok import detokenize, word_tokenize
 
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 
@@ -217,8 +217,8 @@ def test_parallel_lines_stay_paired_through_the_translate_stage(cli, tmp_path):
 
     import pandas as pd
 
-    from concner.tasks.conll import read_conll
-    from concner.tasks.store import ArtifactStore
+    from concner.tasks.text.conll import read_conll
+    from concner.tasks.engine.store import ArtifactStore
     from tests.conftest import SAMPLES
 
     n = 8

@@ -19,8 +19,8 @@ from concner.flows.views import (
     show_pseudo_label,
     translation_rows,
 )
-from concner.tasks.errors import UserError
-from concner.tasks.wordtok import word_tokenize
+from concner.tasks.engine.errors import UserError
+from concner.tasks.text.wordtok import word_tokenize
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the adapt stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
@@ -21,6 +21,6 @@ def headline(m: dict) -> str:
 
 
 def summary(manifest: dict[str, Any], folder: Path, query):
-    from concner.tasks.adapt_summary import adapt_summary
+    from concner.tasks.presentation.adapt_summary import adapt_summary
 
     return adapt_summary(manifest, folder, query)

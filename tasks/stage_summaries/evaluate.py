@@ -1,6 +1,6 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the evaluate stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from concner.tasks.artifacts import SCORES
-from concner.tasks.summary import Block, Note, SampleQuery, StageSummary, Table, pct
+from concner.tasks.engine.artifacts import SCORES
+from concner.tasks.presentation.summary import Block, Note, SampleQuery, StageSummary, Table, pct
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,15 +1,15 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the ingest stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.artifacts import load_split, sample_split
-from concner.tasks.conll import counted
-from concner.tasks.summary import Block, Sample, SampleQuery, Samples, StageSummary, Table, by_id
+from concner.tasks.engine.artifacts import load_split, sample_split
+from concner.tasks.text.conll import counted
+from concner.tasks.presentation.summary import Block, Sample, SampleQuery, Samples, StageSummary, Table, by_id
 
 PRESENTATION_ONLY = True
 

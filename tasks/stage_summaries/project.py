@@ -1,6 +1,6 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the project stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from concner.tasks.artifacts import load_projected_frame
-from concner.tasks.projection import OUTCOMES, SUCCESS
-from concner.tasks.summary import (
+from concner.tasks.engine.artifacts import load_projected_frame
+from concner.tasks.nlp.projection import OUTCOMES, SUCCESS
+from concner.tasks.presentation.summary import (
     Block,
     Figures,
     Note,
@@ -24,7 +24,7 @@ from concner.tasks.summary import (
     select_rows,
     sort_title,
 )
-from concner.tasks.tags import spans
+from concner.tasks.text.tags import spans
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +42,7 @@ def headline(m: dict) -> str:
 SORT_KEYS = {"id": True, "failed": False, "length": False}  # `failed` first: the most entities lost
 
 
-OUTCOME_WHY = {  # the rule of tasks/projection.py behind each outcome, in a few words
+OUTCOME_WHY = {  # the rule of tasks/nlp/projection.py behind each outcome, in a few words
     "projected": "aligned words form one run",
     "repaired": "aligned words not contiguous: 1-word gap bridged, else longest run kept",
     "merged": "overlapped a same-type span: merged",

@@ -1,14 +1,14 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the pseudo_label stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.artifacts import load_pseudo_label_frame
-from concner.tasks.summary import (
+from concner.tasks.engine.artifacts import load_pseudo_label_frame
+from concner.tasks.presentation.summary import (
     Block,
     Figures,
     Histogram,
@@ -19,7 +19,7 @@ from concner.tasks.summary import (
     select_rows,
     sort_title,
 )
-from concner.tasks.tags import spans
+from concner.tasks.text.tags import spans
 
 PRESENTATION_ONLY = True
 

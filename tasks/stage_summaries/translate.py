@@ -1,16 +1,16 @@
 """What `concner inspect`, the Prefect UI and `concner report` show of the translate stage's artifact.
 
-Only renders: stage keys leave this module out (tasks/keys.py), so restyling it recomputes nothing."""
+Only renders: stage keys leave this module out (tasks/engine/keys.py), so restyling it recomputes nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from concner.tasks.artifacts import load_translations
-from concner.tasks.errors import UserError
-from concner.tasks.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, select_rows, sort_title
-from concner.tasks.wordtok import word_tokenize
+from concner.tasks.engine.artifacts import load_translations
+from concner.tasks.engine.errors import UserError
+from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, select_rows, sort_title
+from concner.tasks.text.wordtok import word_tokenize
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Adapt stage: continued pretraining of train.encoder on the target language (tasks/adapt.py).
+"""Adapt stage: continued pretraining of train.encoder on the target language (tasks/training/adapt.py).
 
 Output: encoder/ (a transformers folder: the adapted encoder with its masked-LM head and the
 tokenizer, grown by adapt.new_tokens pieces), steps.parquet (the loss curve), the held-out
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from concner.tasks.artifacts import ADAPT_STEPS, TRANSLATIONS, adapted_encoder, corpus_split, load_translations
-from concner.tasks.config import RunConfig
-from concner.tasks.model_refs import resolve_encoder
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.artifacts import ADAPT_STEPS, TRANSLATIONS, adapted_encoder, corpus_split, load_translations
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.model_refs import resolve_encoder
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import adapt as shown
 
 
@@ -28,7 +28,7 @@ def compute_adapt(ctx: StageContext) -> None:
     if not a.enabled:
         ctx.metrics.update(enabled=False)
         return
-    from concner.tasks.adapt import AdaptSettings, AdaptTexts, adapt_encoder, split_heldout
+    from concner.tasks.training.adapt import AdaptSettings, AdaptTexts, adapt_encoder, split_heldout
 
     unlabeled = [" ".join(s.tokens) for s in corpus_split(ctx.inputs, "target_unlabeled")]
     train_target, heldout = split_heldout(unlabeled, a.heldout, ctx.seed)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from concner.tasks.artifacts import MODEL, load_pseudo_labels
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder, student_encoder
-from concner.tasks.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
+from concner.tasks.engine.artifacts import MODEL, load_pseudo_labels
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.model_refs import ADAPTED, TINY, resolve_encoder, student_encoder
+from concner.tasks.training.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
                                           scores_headline)
-from concner.tasks.stage import StageContext, StageSpec
-from concner.tasks.training_summary import model_summary
+from concner.tasks.engine.stage import StageContext, StageSpec
+from concner.tasks.presentation.training_summary import model_summary
 
 
 def distill_params(config: RunConfig) -> dict[str, Any]:
@@ -27,9 +27,9 @@ def compute_distill(ctx: StageContext) -> None:
     # the loop's libraries load here, not with the module: a run that reuses every stage never
     # imports torch or transformers
     from concner.models.ner_model import ConcNerModel
-    from concner.tasks.distill_loss import DistillLoss
-    from concner.tasks.evaluate import pick_device
-    from concner.tasks.train import fit, seed_everything
+    from concner.tasks.training.distill_loss import DistillLoss
+    from concner.tasks.training.evaluate import pick_device
+    from concner.tasks.training.train import fit, seed_everything
 
     d = ctx.config.distill
     sentences, probs, labels = load_pseudo_labels(ctx.inputs["pseudo_label"])

@@ -7,8 +7,8 @@ scores in one table (scores.parquet) and in the run record.
 from __future__ import annotations
 
 
-from concner.tasks.artifacts import SCORES, load_scores
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.artifacts import SCORES, load_scores
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import evaluate as shown
 
 

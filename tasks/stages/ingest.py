@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, split_file
-from concner.tasks.config import RunConfig
-from concner.tasks.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled, write_conll
-from concner.tasks.corpus import Sentence, corpus_stats, entity_types, to_frame
-from concner.tasks.errors import InputFileError, UserError
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, split_file
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.text.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled, write_conll
+from concner.tasks.text.corpus import Sentence, corpus_stats, entity_types, to_frame
+from concner.tasks.engine.errors import InputFileError, UserError
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import ingest as shown
-from concner.tasks.store import file_digest
+from concner.tasks.engine.store import file_digest
 
 LABELED_SPLITS = ("source_train", "source_dev", "target_dev", "target_test")
 

@@ -11,13 +11,13 @@ import json
 from collections import Counter
 from typing import Any
 
-from concner.tasks.artifacts import PROJECTED, PROJECTED_CONLL, load_split, load_translations
-from concner.tasks.config import RunConfig
-from concner.tasks.conll import write_conll
-from concner.tasks.corpus import Sentence
-from concner.tasks.model_refs import ADAPTED, TINY, resolve_encoder
-from concner.tasks.projection import OUTCOMES, SUCCESS, project_sentence
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.artifacts import PROJECTED, PROJECTED_CONLL, load_split, load_translations
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.text.conll import write_conll
+from concner.tasks.text.corpus import Sentence
+from concner.tasks.engine.model_refs import ADAPTED, TINY, resolve_encoder
+from concner.tasks.nlp.projection import OUTCOMES, SUCCESS, project_sentence
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import project as shown
 
 
@@ -31,7 +31,7 @@ def project_params(config: RunConfig) -> dict[str, Any]:
 def compute_project(ctx: StageContext) -> None:
     import pandas as pd
 
-    from concner.tasks.align import BatchAligner
+    from concner.tasks.nlp.align import BatchAligner
 
     p = ctx.config.project
     source = {s.id: s for s in load_split(ctx.inputs["ingest"], "source_train")}
@@ -93,7 +93,7 @@ def compute_project(ctx: StageContext) -> None:
     )
     with_gold = frame[frame["gold_tags"].notna()] if len(frame) else frame
     if len(with_gold):
-        from concner.tasks.evaluate import score_tags  # loads torch: only when the stage computes
+        from concner.tasks.training.evaluate import score_tags  # loads torch: only when the stage computes
 
         ctx.metrics["projection_quality"] = score_tags(list(with_gold["gold_tags"]), list(with_gold["projected_tags"]))
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from concner.tasks.artifacts import (
+from concner.tasks.engine.artifacts import (
     MODEL,
     PROBS,
     PROJECTED,
@@ -23,11 +23,11 @@ from concner.tasks.artifacts import (
     load_projected,
     split_stats,
 )
-from concner.tasks.config import RunConfig
-from concner.tasks.errors import UserError
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import pseudo_label as shown
-from concner.tasks.tags import spans
+from concner.tasks.text.tags import spans
 
 if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
     import pandas as pd
@@ -71,7 +71,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     import pandas as pd
 
     from concner.models.ner_model import ConcNerModel
-    from concner.tasks.evaluate import pick_device, predict_probs, probs_to_tags
+    from concner.tasks.training.evaluate import pick_device, predict_probs, probs_to_tags
 
     p = ctx.config.pseudo_label
     sentences = corpus_split(ctx.inputs, "target_unlabeled")

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from concner.tasks.artifacts import MODEL, PROJECTED, corpus_split, load_projected
-from concner.tasks.config import RunConfig
-from concner.tasks.corpus import Sentence, entity_types, label_list
-from concner.tasks.errors import UserError
-from concner.tasks.model_refs import TINY, resolve_encoder, teacher_encoder
-from concner.tasks.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, graph_metrics, save_curves,
+from concner.tasks.engine.artifacts import MODEL, PROJECTED, corpus_split, load_projected
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.text.corpus import Sentence, entity_types, label_list
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.model_refs import TINY, resolve_encoder, teacher_encoder
+from concner.tasks.training.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, graph_metrics, save_curves,
                                           score_target_sets, scores_headline)
-from concner.tasks.stage import StageContext, StageSpec
-from concner.tasks.training_summary import model_summary
-from concner.tasks.tags import spans
+from concner.tasks.engine.stage import StageContext, StageSpec
+from concner.tasks.presentation.training_summary import model_summary
+from concner.tasks.text.tags import spans
 
 if TYPE_CHECKING:  # the loop's modules load torch: imported where a stage computes, not with this module
-    from concner.tasks.train import FitSettings
+    from concner.tasks.training.train import FitSettings
 
 
 def train_params(config: RunConfig) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def check_teacher(model, split: str | None, dev: Sequence[Sentence], *, max_leng
         log.warning("no selection split (no source_dev, and too few source sentences to hold one out): "
                     "the last epoch is kept and the teacher is not checked")
         return None
-    from concner.tasks.evaluate import evaluate_model
+    from concner.tasks.training.evaluate import evaluate_model
 
     scores, pred = evaluate_model(model, dev, batch_size=EVAL_BATCH_SIZE, max_length=max_length)
     predicted = sum(len(spans(p)) for p in pred)
@@ -68,8 +68,8 @@ def check_teacher(model, split: str | None, dev: Sequence[Sentence], *, max_leng
 
 def compute_train(ctx: StageContext) -> None:
     from concner.models.ner_model import ConcNerModel
-    from concner.tasks.evaluate import pick_device
-    from concner.tasks.train import TeacherLoss, fit, seed_everything
+    from concner.tasks.training.evaluate import pick_device
+    from concner.tasks.training.train import TeacherLoss, fit, seed_everything
 
     t = ctx.config.train
     source = corpus_split(ctx.inputs, "source_train")

@@ -1,6 +1,6 @@
 """Translate stage: give every sampled source sentence a target-language twin, linked by id.
 
-Backends: `marian` (any HF seq2seq model, see tasks/translate.py) and `parallel` (translations
+Backends: `marian` (any HF seq2seq model, see tasks/nlp/translate.py) and `parallel` (translations
 that already exist: a CoNLL file, possibly with gold target tags, or one sentence per line,
 line-aligned with the full source file).
 """
@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.artifacts import TRANSLATIONS, load_split, split_stats
-from concner.tasks.config import RunConfig
-from concner.tasks.conll import looks_like_conll, read_aligned_lines, read_conll, read_unlabeled
-from concner.tasks.errors import UserError
-from concner.tasks.model_refs import TINY, resolve_translator
-from concner.tasks.stage import StageContext, StageSpec
+from concner.tasks.engine.artifacts import TRANSLATIONS, load_split, split_stats
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.text.conll import looks_like_conll, read_aligned_lines, read_conll, read_unlabeled
+from concner.tasks.engine.errors import UserError
+from concner.tasks.engine.model_refs import TINY, resolve_translator
+from concner.tasks.engine.stage import StageContext, StageSpec
 from concner.tasks.stage_summaries import translate as shown
-from concner.tasks.store import file_digest
-from concner.tasks.wordtok import detokenize
+from concner.tasks.engine.store import file_digest
+from concner.tasks.text.wordtok import detokenize
 
 
 
@@ -57,7 +57,7 @@ def translate_params(config: RunConfig) -> dict[str, Any]:
 
 
 def default_model(config: RunConfig) -> str:
-    from concner.tasks.translate import default_model_name
+    from concner.tasks.nlp.translate import default_model_name
 
     return default_model_name(config.source_lang, config.target_lang)
 
@@ -110,7 +110,7 @@ def compute_translate(ctx: StageContext) -> None:
         rows["truncated"] = [False] * len(source)
         ctx.metrics.update(backend="parallel", parallel_file=str(t.parallel_file), gold_target_tags=gold is not None)
     else:
-        from concner.tasks.translate import load_translator, translate_sentences
+        from concner.tasks.nlp.translate import load_translator, translate_sentences
 
         name = resolve_translator(t.model or default_model(config), ctx.inputs, ctx.store_root)
         model, tokenizer = load_translator(name)
@@ -130,7 +130,7 @@ def compute_translate(ctx: StageContext) -> None:
                            weights_sha256=_weights_digest(Path(name)),
                            generation={k: getattr(t, k) for k in ("num_beams", "max_new_tokens", "max_input_length", "batch_size")})
         if t.reverse_model:
-            from concner.tasks.translate import round_trip_chrf
+            from concner.tasks.nlp.translate import round_trip_chrf
 
             back_name = resolve_translator(t.reverse_model, ctx.inputs, ctx.store_root, reverse=True)
             back_model, back_tok = load_translator(back_name)
@@ -142,7 +142,7 @@ def compute_translate(ctx: StageContext) -> None:
             ctx.metrics["round_trip_chrf"] = corpus_chrf
     seconds = time.time() - started
     if t.reference_file is not None:
-        from concner.tasks.translate import score_translations
+        from concner.tasks.nlp.translate import score_translations
 
         info = source_file_info(ingest_dir)
         ref_tokens, _ = read_parallel(t.reference_file, info["sentences_in_file"], info["file"], ctx)

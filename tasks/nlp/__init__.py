@@ -1,0 +1,1 @@
+"""The NLP steps: translation (MarianMT), word alignment (simalign), span projection."""

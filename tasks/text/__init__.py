@@ -1,0 +1,1 @@
+"""Text handling: CoNLL and plain-text readers and writers, tag schemes, sentences, word tokens."""
