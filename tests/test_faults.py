@@ -56,9 +56,10 @@ def test_disk_full_during_a_stage_leaves_nothing_half_written(cli, tmp_path, mon
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the server process")
 def test_sigterm_during_training_is_recorded_and_cleans_up(tmp_path):
     root = tmp_path / "store"
-    proc = subprocess.Popen(_concner("run", DEMO, "--store", root, "--until", "train", *SMALL),
-                            env=_env(tmp_path, None), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(_concner("run", DEMO, "--store", root, "--until", "train", *SMALL),
+                                env=_env(tmp_path, None), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline and not list((root / "stages" / "train").glob(".*.tmp-*")):
         assert proc.poll() is None, "the run ended before training started"
@@ -66,7 +67,13 @@ def test_sigterm_during_training_is_recorded_and_cleans_up(tmp_path):
     servers = _server_children(proc.pid)
     assert servers, "no temporary Prefect server found for the run"
     os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    try:
+        status = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the run did not end within 120 s of SIGTERM; its output:\n" + log.read_text(errors="replace")[-4000:])
+    assert status == 143, log.read_text(errors="replace")[-4000:]
     assert _running(servers) == []  # stopped by Prefect at exit
     record = ArtifactStore(root).list_runs()[-1]
     assert record["status"] == "interrupted" and record["failed_stage"] == "train"
