@@ -3,7 +3,6 @@ depth, model references this machine cannot load, and notes for settings a lambd
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -67,13 +66,15 @@ def test_layer_beyond_minilm_from_its_package(tmp_path: Path):
     assert code == 2 and f"line {_line(config, 'layer: 8')}: project.layer: layer 8" in err and "6 layers" in err
 
 
-def test_tiny_depth_constant_matches_the_builder():
+def test_what_preflight_knows_of_tiny_is_what_the_builder_builds(tmp_path: Path):
+    """Preflight judges `tiny` without building it: the depth and width it assumes must be those of
+    the encoder the stages then build (read back from the built folder's config.json)."""
     from concner.models.tiny import build_tiny_encoder
-    from concner.tasks.engine.model_info import TINY_ENCODER_HIDDEN, TINY_ENCODER_LAYERS
+    from concner.tasks.engine.model_info import describe
 
-    params = inspect.signature(build_tiny_encoder).parameters
-    assert params["num_layers"].default == TINY_ENCODER_LAYERS
-    assert params["hidden_size"].default == TINY_ENCODER_HIDDEN
+    folder = build_tiny_encoder(["Juan vive en Madrid .", "La ONU habla ."], tmp_path / "tiny")
+    built, assumed = describe(str(folder)), describe("tiny")
+    assert (built.layers, built.hidden) == (assumed.layers, assumed.hidden)
 
 
 @pytest.mark.parametrize("encoder, expected", [
