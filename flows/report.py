@@ -29,8 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from concner.flows.views import when
-from concner.tasks.engine.artifacts import SCORES, load_projected_frame, load_pseudo_label_frame, load_translations
-from concner.tasks.training.model_training import EPOCHS, STEPS
+from concner.tasks.engine.artifacts import EPOCHS, SCORES, STEPS, load_projected_frame, load_pseudo_label_frame, load_translations
 from concner.tasks.engine.registry import ROLE_OF, STAGE_OF_ROLE, stage_of
 from concner.tasks.engine.store import ArtifactStore
 
@@ -214,8 +213,8 @@ def _loss_figure(run: RunArtifacts, stage: str, title: str) -> Figure | str:
     folder = run.folder(stage)
     if folder is None:
         return f"the {stage} artifact is missing from the store"
-    steps = pd.read_parquet(folder / STEPS)
-    epochs = pd.read_parquet(folder / EPOCHS) if (folder / EPOCHS).is_file() else None
+    steps = STEPS.read(folder)
+    epochs = EPOCHS.read(folder) if EPOCHS.exists(folder) else None
     panels: list[str] = loss_terms(steps)
     if epochs is not None and "dev_f1" in epochs:
         panels.append("dev F1")
@@ -286,8 +285,8 @@ def score_rows(run: RunArtifacts) -> pd.DataFrame:
     (student) manifests, so a run stopped before evaluate still gets the figure.
     """
     folder = run.folder("evaluate")
-    if folder is not None and (folder / SCORES).is_file():
-        return pd.read_parquet(folder / SCORES)[["model", "set", "type", "f1", "support"]]
+    if folder is not None and SCORES.exists(folder):
+        return SCORES.read(folder, ["model", "set", "type", "f1", "support"])
     rows = []
     for stage, model in ROLE_OF.items():
         manifest = run.manifest(stage)

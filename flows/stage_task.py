@@ -19,7 +19,7 @@ from concner.flows.plan import PlannedStage
 from concner.tasks.engine import registry
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.engine.errors import UserError
-from concner.tasks.engine.stage import StageContext, derive_seed
+from concner.tasks.engine.stage import StageContext, derive_seed, output_problems
 from concner.tasks.engine.store import ArtifactStore
 
 
@@ -45,6 +45,10 @@ def compute_stage(config: RunConfig, store: ArtifactStore, stage: PlannedStage,
         ctx = StageContext(run_config, stage.params, derive_seed(run_config.seed, stage.name), inputs, out, metrics,
                            log=log or logging.getLogger("concner"), store_root=store.root)
         spec.compute(ctx)
+        if spec.outputs is not None:
+            problems = output_problems(spec.outputs, out)
+            if problems:  # the stage's code disagrees with its declaration: a bug, not the user's
+                raise RuntimeError(f"stage {stage.name}: " + "; ".join(problems))
     return {"key": stage.key, "seconds": round(time.time() - started, 2)}
 
 

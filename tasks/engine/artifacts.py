@@ -1,4 +1,5 @@
-"""Typed readers of the stages' artifacts: where each file of an artifact lives and how to load it.
+"""The catalog of the stages' artifacts: every file a stage publishes, named once with its kind
+(tasks/engine/artifact_kinds.py: how it is written and read), and typed readers over them.
 
 A downstream stage (and a view) reads an upstream artifact through these functions, never by
 importing the producing stage's module: a stage module then imports only what it computes with,
@@ -14,32 +15,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
-import numpy as np
-
+from concner.tasks.engine.artifact_kinds import Arrays, Document, ModelFolder, Table, TaggedText
 from concner.tasks.text.corpus import Sentence, from_frame
 
-if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
+if TYPE_CHECKING:  # pandas and numpy load where a stage reads or writes a table: a rerun that only reuses never does
+    import numpy as np
     import pandas as pd
 
-# File names, shared by the stage that writes them and every reader.
-MANIFEST = "manifest.json"
-TRANSLATIONS = "translations.parquet"
-PROJECTED = "projected.parquet"
-PROJECTED_CONLL = "projected.conll"
-PSEUDO_LABELS = "pseudo_labels.parquet"
-PROBS = "probs.npz"
-MODEL = "model"  # a model folder (ConcNerModel.save / transformers save_pretrained)
-SCORES = "scores.parquet"  # evaluate's table
+MANIFEST = "manifest.json"  # written by the store (tasks/engine/store.py), not by a stage
+
+# -- ingest, ingest_target: a table and its CoNLL twin per split
+SPLIT_TABLE = Table("{split}.parquet", "a row per sentence: id, tokens, tags", optional=True)
+SPLIT_CONLL = TaggedText("{split}.conll", "the same sentences as CoNLL text", optional=True)
+# -- translate
+TRANSLATIONS = Table("translations.parquet", "a row per sampled source sentence: id, source_text, "
+                     "translation_tokens/_text, kept, quality flags")
+# -- adapt
+ADAPTED_ENCODER = ModelFolder("encoder", "the adapted encoder and its tokenizer", optional=True)
+ADAPT_STEPS = Table("steps.parquet", "a row per logged step: losses", optional=True)
+# -- project
+PROJECTED = Table("projected.parquet", "a row per sentence pair: alignment, projected tags, per-entity "
+                  "outcomes (JSON), kept flag")
+PROJECTED_CONLL = TaggedText("projected.conll", "the kept target-language training sentences")
+# -- train (the teacher), distill (the student)
+MODEL = ModelFolder("model", "the trained model (transformers layout, plus the sentence head)")
+STEPS = Table("steps.parquet", "a row per logged step: each loss term")
+EPOCHS = Table("epochs.parquet", "a row per epoch: selection score")
+SCORES_JSON = Document("scores.json", "seqeval scores per labeled target set")
+PREDICTIONS = TaggedText("predictions_{split}.conll", "the model's tags on a labeled target set", optional=True)
+# -- pseudo_label
+PSEUDO_LABELS = Table("pseudo_labels.parquet", "a row per unlabeled sentence: tokens, argmax tags, word and "
+                      "sentence confidence, kept flag")
+PROBS = Arrays("probs.npz", "float16 [total words, labels] word distributions, sentence offsets, label list")
+# -- evaluate
+SCORES = Table("scores.parquet", "a row per model, set and entity type: precision, recall, F1, support")
 
 # Which ingest artifact holds a split: the labeled source splits live in `ingest`, one target's
 # splits in `ingest_target` (so several targets share one source artifact).
 SOURCE_SPLITS = ("source_train", "source_dev")
 TARGET_SPLITS = ("target_unlabeled", "target_dev", "target_test")
 SPLITS = SOURCE_SPLITS + TARGET_SPLITS
-
-
-def split_file(split: str, suffix: str = "parquet") -> str:
-    return f"{split}.{suffix}"
 
 
 def load_manifest(folder: Path) -> dict[str, Any]:
@@ -56,10 +71,8 @@ def load_metrics(folder: Path) -> dict[str, Any]:
 
 def load_split(folder: Path, split: str) -> list[Sentence]:
     """A split of an ingest artifact ([] when the run has none)."""
-    import pandas as pd
-
-    path = folder / split_file(split)
-    return from_frame(pd.read_parquet(path)) if path.exists() else []
+    table = SPLIT_TABLE.of(split=split)
+    return from_frame(table.read(folder)) if table.exists(folder) else []
 
 
 def corpus_split(inputs: Mapping[str, Path], split: str) -> list[Sentence]:
@@ -84,31 +97,21 @@ def split_stats(folder: Path, split: str) -> dict[str, Any]:
 
 
 def load_translations(folder: Path) -> pd.DataFrame:
-    """A row per sampled source sentence: id, source_text, translation_tokens/_text, kept, flags."""
-    import pandas as pd
-
-    return pd.read_parquet(folder / TRANSLATIONS)
+    return TRANSLATIONS.read(folder)
 
 
 # -- adapt ---------------------------------------------------------------------------------------
 
-ADAPTED_ENCODER = "encoder"  # the adapted encoder: a transformers folder (model and tokenizer)
-ADAPT_STEPS = "steps.parquet"
-
-
 def adapted_encoder(folder: Path) -> Path:
     """The encoder folder of an adapt artifact."""
-    return folder / ADAPTED_ENCODER
+    return ADAPTED_ENCODER.path(folder)
 
 
 # -- project ---------------------------------------------------------------------------------------
 
 
 def load_projected_frame(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A row per sentence pair: alignment, projected tags, per-entity outcomes (JSON), kept flag."""
-    import pandas as pd
-
-    return pd.read_parquet(folder / PROJECTED, columns=columns)
+    return PROJECTED.read(folder, columns)
 
 
 def load_projected(folder: Path, *, kept_only: bool = True) -> list[Sentence]:
@@ -123,16 +126,15 @@ def load_projected(folder: Path, *, kept_only: bool = True) -> list[Sentence]:
 
 
 def load_pseudo_label_frame(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A row per unlabeled sentence: tokens, argmax tags, word and sentence confidence, kept flag."""
-    import pandas as pd
-
-    return pd.read_parquet(folder / PSEUDO_LABELS, columns=columns)
+    return PSEUDO_LABELS.read(folder, columns)
 
 
 def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], list[str]]:
     """Kept sentences (tags = teacher argmax), their word distributions (float32), and the label list."""
     frame = load_pseudo_label_frame(folder)
-    data = np.load(folder / PROBS)
+    import numpy as np
+
+    data = PROBS.read(folder)
     offsets, all_probs = data["offsets"], data["probs"]
     sentences, probs = [], []
     for row_index, row in enumerate(frame.itertuples()):
@@ -147,7 +149,7 @@ def load_pseudo_labels(folder: Path) -> tuple[list[Sentence], list[np.ndarray], 
 
 def model_folder(folder: Path) -> Path:
     """The saved model of a train (teacher) or distill (student) artifact."""
-    return folder / MODEL
+    return MODEL.path(folder)
 
 
 def load_scores(folder: Path) -> dict[str, Any]:

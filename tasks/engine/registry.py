@@ -24,7 +24,8 @@ BY_NAME: dict[str, StageSpec] = {s.name: s for s in STAGES}
 
 def check(stages: list[StageSpec]) -> dict[str, str]:
     """The registry as the planner needs it: unique names, every input listed before the stage that
-    reads it (plans follow this order), unique roles. The stage that trains each model role."""
+    reads it (plans follow this order), declared outputs, unique roles. The stage that trains each
+    model role."""
     seen: set[str] = set()
     roles: dict[str, str] = {}
     for spec in stages:
@@ -33,6 +34,8 @@ def check(stages: list[StageSpec]) -> dict[str, str]:
         late = [dep for dep in spec.inputs if dep not in seen]
         if late:
             raise ValueError(f"stage {spec.name!r} is listed before its inputs {late}: order STAGES by dependency")
+        if spec.outputs is None:
+            raise ValueError(f"stage {spec.name!r} declares no outputs")
         if spec.role is not None:
             if spec.role in roles:
                 raise ValueError(f"stages {roles[spec.role]!r} and {spec.name!r} both train the {spec.role!r}")

@@ -1,8 +1,9 @@
-"""What a stage is: its name, code version, upstream stages, parameters and compute function.
+"""What a stage is: its name, code version, upstream stages, parameters, outputs and compute function.
 
 Adding a stage to the DAG means writing one module under tasks/stages/ that defines a `StageSpec`
 (with its `summary`, which gives it a terminal view, a Prefect UI artifact and a report section)
-and listing it in `concner.tasks.engine.registry.STAGES`.
+and listing it in `concner.tasks.engine.registry.STAGES`; a new kind of output file also gets its
+entry in the catalog, `tasks/engine/artifacts.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from concner.tasks.engine.artifact_kinds import Artifact
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.presentation.summary import Summarize
 
@@ -41,6 +43,9 @@ class StageSpec:
     inputs: tuple[str, ...]
     params: Callable[[RunConfig], dict[str, Any]]  # the stage's own parameters: they enter the key
     compute: Callable[[StageContext], None]
+    # what it publishes, from the catalog (tasks/engine/artifacts.py), each written through its kind:
+    # a file none of them covers, or a required one missing, fails the stage before it is published
+    outputs: tuple[Artifact, ...] | None = None
     headline: Callable[[dict[str, Any]], str] = lambda metrics: ""  # key figure for summary tables
     description: str = ""
     # Which files of each input the stage reads (glob patterns against the input manifest's file
@@ -57,6 +62,15 @@ class StageSpec:
     # the model a stage trains, by the name users see in scores ("teacher", "student"): runs, sweeps,
     # diffs and reports name a stage's scores by it
     role: str | None = None
+
+
+def output_problems(outputs: tuple[Artifact, ...], folder: Path) -> list[str]:
+    """What a computed stage folder has that its declaration does not, and the reverse."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    stray = [f for f in files if not any(a.covers(f) for a in outputs)]
+    missing = [a.file for a in outputs if not a.optional and not a.exists(folder)]
+    return ([f"wrote {f}, which no declared output covers" for f in stray]
+            + [f"did not write its output {f}" for f in missing])
 
 
 def derive_seed(run_seed: int, stage: str) -> int:

@@ -15,8 +15,6 @@ PRESENTATION_ONLY = True
 
 
 def adapt_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
-    import pandas as pd
-
     m = manifest["metrics"]
     if not m.get("enabled"):
         return StageSummary("adapt", [Note("adapt is off (adapt.enabled: false): train and distill use train.encoder")])
@@ -38,6 +36,6 @@ def adapt_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) ->
     else:
         figures["held-out masked-LM loss"] = "none: too little unlabeled target text to hold any out"
     blocks = [Figures("adapt: summary", figures)]
-    if (folder / ADAPT_STEPS).exists():
-        blocks.append(loss_table(pd.read_parquet(folder / ADAPT_STEPS)))
+    if ADAPT_STEPS.exists(folder):
+        blocks.append(loss_table(ADAPT_STEPS.read(folder)))
     return StageSummary("adapt", blocks)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 from concner.tasks.engine.artifacts import model_folder
-from concner.tasks.training.model_training import EPOCHS, STEPS
+from concner.tasks.engine.artifacts import EPOCHS, STEPS
 from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, pct
 
 if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
@@ -109,10 +109,9 @@ def model_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) ->
         blocks.append(scores_table("scores on labeled target sets (%)", m["scores"]))
     else:
         blocks.append(Note("no labeled target set in this run: no scores"))
-    epochs_file = folder / EPOCHS
-    epochs = pd.read_parquet(epochs_file) if epochs_file.exists() else pd.DataFrame(m.get("epochs", []))
+    epochs = EPOCHS.read(folder) if EPOCHS.exists(folder) else pd.DataFrame(m.get("epochs", []))
     if len(epochs):
         blocks.append(epochs_table(epochs, m.get("best_epoch")))
-    if (folder / STEPS).exists():
-        blocks.append(loss_table(pd.read_parquet(folder / STEPS)))
+    if STEPS.exists(folder):
+        blocks.append(loss_table(STEPS.read(folder)))
     return StageSummary(stage, blocks)

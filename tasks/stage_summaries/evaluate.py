@@ -58,9 +58,7 @@ def comparison_table(split: str, rows: pd.DataFrame, models: list[str]) -> Table
 
 def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> StageSummary:
     """Per labeled set, teacher and student side by side per entity type."""
-    import pandas as pd
-
-    scores = pd.read_parquet(folder / SCORES)
+    scores = SCORES.read(folder)
     if scores.empty:
         return StageSummary("evaluate", [Note("no labeled target set in this run: nothing to compare")])
     wide = comparison_frame(scores)

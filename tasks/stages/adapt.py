@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from concner.tasks.engine.artifacts import ADAPT_STEPS, TRANSLATIONS, adapted_encoder, corpus_split, load_translations
+from concner.tasks.engine.artifacts import (ADAPT_STEPS, ADAPTED_ENCODER, TRANSLATIONS, adapted_encoder, corpus_split,
+                                           load_translations)
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.engine.model_refs import resolve_encoder
 from concner.tasks.engine.stage import StageContext, StageSpec
@@ -46,9 +47,7 @@ def compute_adapt(ctx: StageContext) -> None:
     encoder = resolve_encoder(ctx.config.train.encoder, ctx.inputs, ctx.store_root)
     result = adapt_encoder(encoder, texts, settings, adapted_encoder(ctx.out), new_tokens=a.new_tokens,
                            log=ctx.log, progress="adapting encoder")
-    import pandas as pd
-
-    pd.DataFrame(result.steps).to_parquet(ctx.out / ADAPT_STEPS, index=False)
+    ADAPT_STEPS.write(ctx.out, result.steps)
     ctx.metrics.update(
         enabled=True,
         encoder=ctx.config.train.encoder,
@@ -66,7 +65,7 @@ def adapt_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     if not config.adapt.enabled:
         return {"ingest": (), "ingest_target": (), "translate": ()}
     # the tiny encoder is built from the run's source and target text: both are read anyway
-    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",), "translate": (TRANSLATIONS,)}
+    return {"ingest": ("source_train.*",), "ingest_target": ("target_unlabeled.*",), "translate": (TRANSLATIONS.file,)}
 
 
 STAGE = StageSpec(
@@ -78,6 +77,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "tokenizers"),
     model_params=("encoder",),
     compute=compute_adapt,
+    outputs=(ADAPTED_ENCODER, ADAPT_STEPS),
     headline=shown.headline,
     summary=shown.summary,
     description="adapt the encoder to the target language: masked-LM, translation-LM, source share",

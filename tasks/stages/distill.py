@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from concner.tasks.engine.artifacts import MODEL, load_pseudo_labels
+from concner.tasks.engine.artifacts import EPOCHS, MODEL, PREDICTIONS, SCORES_JSON, STEPS, load_pseudo_labels
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.model_refs import ADAPTED, TINY, resolve_encoder, student_encoder
@@ -33,7 +33,7 @@ def compute_distill(ctx: StageContext) -> None:
 
     d = ctx.config.distill
     sentences, probs, labels = load_pseudo_labels(ctx.inputs["pseudo_label"])
-    teacher_labels = ConcNerModel.load(ctx.inputs["train"] / MODEL).labels
+    teacher_labels = ConcNerModel.load(MODEL.path(ctx.inputs["train"])).labels
     if labels != teacher_labels:
         raise UserError(
             f"pseudo-labels use labels {labels} but the teacher has {teacher_labels}: "
@@ -48,7 +48,7 @@ def compute_distill(ctx: StageContext) -> None:
     dev_name, dev = dev_set(ctx.inputs, d.select_on)
     result = fit(student, list(zip(sentences, probs)), loss, fit_settings(d, ctx.seed), dev=dev or None,
                  log=ctx.log, progress="distilling student")
-    student.save(ctx.out / MODEL)
+    MODEL.write(ctx.out, student)
     save_curves(result, ctx.out)
     ctx.metrics.update(
         labels=labels,
@@ -84,6 +84,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "seqeval"),
     model_params=("encoder",),
     compute=compute_distill,
+    outputs=(MODEL, STEPS, EPOCHS, SCORES_JSON, PREDICTIONS),
     headline=scores_headline,
     summary=model_summary,
     description="train the student on the teacher's soft labels over target text",

@@ -26,7 +26,7 @@ def compute_evaluate(ctx: StageContext) -> None:
                          "recall": s["recall"], "f1": s["f1"], "support": None})
             for typ, t in s["per_type"].items():
                 rows.append({"model": model, "set": split, "type": typ, **t})
-    pd.DataFrame(rows).to_parquet(ctx.out / SCORES, index=False)
+    SCORES.write(ctx.out, pd.DataFrame(rows))
     ctx.metrics["scores"] = scores
     for key, s in scores.items():
         ctx.log.info("%s: F1 %.4f", key, s["f1"])
@@ -38,6 +38,7 @@ STAGE = StageSpec(
     inputs=("train", "distill"),
     params=lambda config: {},
     compute=compute_evaluate,
+    outputs=(SCORES,),
     headline=shown.headline,
     summary=shown.summary,
     description="teacher and student scores side by side",

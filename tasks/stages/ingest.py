@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from concner.tasks.engine.artifacts import SOURCE_SPLITS, SPLITS, TARGET_SPLITS, split_file
+from concner.tasks.engine.artifacts import SOURCE_SPLITS, SPLIT_CONLL, SPLIT_TABLE, SPLITS, TARGET_SPLITS
 from concner.tasks.engine.config import RunConfig
-from concner.tasks.text.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled, write_conll
+from concner.tasks.text.conll import ReadReport, check_input_file, counted, read_conll, read_unlabeled
 from concner.tasks.text.corpus import Sentence, corpus_stats, entity_types, to_frame
 from concner.tasks.engine.errors import InputFileError, UserError
 from concner.tasks.engine.stage import StageContext, StageSpec
@@ -158,8 +158,8 @@ def _ingest_splits(ctx: StageContext, splits: Sequence[str]) -> dict[str, Any]:
 
 
 def _write_split(ctx: StageContext, split: str, sentences: Sequence[Sentence]) -> None:
-    to_frame(sentences).to_parquet(ctx.out / split_file(split), index=False)
-    write_conll(sentences, ctx.out / split_file(split, "conll"))
+    SPLIT_TABLE.of(split=split).write(ctx.out, to_frame(sentences))
+    SPLIT_CONLL.of(split=split).write(ctx.out, sentences)
 
 
 STAGE = StageSpec(
@@ -168,6 +168,7 @@ STAGE = StageSpec(
     inputs=(),
     params=ingest_params,
     compute=compute_ingest,
+    outputs=(SPLIT_TABLE, SPLIT_CONLL),
     headline=shown.headline,
     summary=shown.summary,
     sentence_ids=True,
@@ -180,6 +181,7 @@ TARGET_STAGE = StageSpec(
     inputs=(),
     params=ingest_target_params,
     compute=compute_ingest_target,
+    outputs=(SPLIT_TABLE, SPLIT_CONLL),
     headline=shown.target_headline,
     summary=shown.summary,
     sentence_ids=True,

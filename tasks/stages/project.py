@@ -13,7 +13,6 @@ from typing import Any
 
 from concner.tasks.engine.artifacts import PROJECTED, PROJECTED_CONLL, load_split, load_translations
 from concner.tasks.engine.config import RunConfig
-from concner.tasks.text.conll import write_conll
 from concner.tasks.text.corpus import Sentence
 from concner.tasks.engine.model_refs import ADAPTED, TINY, resolve_encoder
 from concner.tasks.nlp.projection import OUTCOMES, SUCCESS, project_sentence
@@ -73,10 +72,10 @@ def compute_project(ctx: StageContext) -> None:
             "kept": bool(tgt_tokens) and (p.keep == "all" or complete),
         })
     frame = pd.DataFrame(rows)
-    frame.to_parquet(ctx.out / PROJECTED, index=False)
+    PROJECTED.write(ctx.out, frame)
     kept = frame[frame["kept"]] if len(frame) else frame
-    write_conll([Sentence(int(r.id), list(r.target_tokens), list(r.projected_tags)) for r in kept.itertuples()],
-                ctx.out / PROJECTED_CONLL)
+    PROJECTED_CONLL.write(ctx.out, [Sentence(int(r.id), list(r.target_tokens), list(r.projected_tags))
+                                    for r in kept.itertuples()])
 
     total = sum(outcomes.values())
     ctx.metrics.update(
@@ -113,6 +112,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "simalign", "seqeval"),
     model_params=("aligner_model",),
     compute=compute_project,
+    outputs=(PROJECTED, PROJECTED_CONLL),
     headline=shown.headline,
     summary=shown.summary,
     sort_keys=shown.SORT_KEYS,

@@ -9,10 +9,8 @@ Word confidence = the teacher's top probability; sentence confidence = the mean 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from concner.tasks.engine.artifacts import (
     MODEL,
@@ -38,21 +36,6 @@ def pseudo_label_params(config: RunConfig) -> dict[str, Any]:
     return {**config.pseudo_label.model_dump(mode="json"), "max_length": config.train.max_length}
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez_compressed with fixed zip timestamps: numpy stamps each member with the current
-    time, so two identical runs would write different bytes."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buffer.getvalue())
-
-
 def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_entity: bool,
                 max_sentences: int | None) -> pd.Series:
     import pandas as pd
@@ -68,6 +51,7 @@ def filter_mask(frame: pd.DataFrame, *, min_confidence: float | None, require_en
 
 
 def compute_pseudo_label(ctx: StageContext) -> None:
+    import numpy as np
     import pandas as pd
 
     from concner.models.ner_model import ConcNerModel
@@ -89,7 +73,7 @@ def compute_pseudo_label(ctx: StageContext) -> None:
         if not sentences:
             raise UserError("every unlabeled target sentence is a translation the teacher trained on: give other "
                             "target text (data.target_unlabeled) or set pseudo_label.exclude_translations=false")
-    teacher = ConcNerModel.load(ctx.inputs["train"] / MODEL).to(pick_device())
+    teacher = ConcNerModel.load(MODEL.path(ctx.inputs["train"])).to(pick_device())
     # words past the teacher's max_length get NaN rows: no label is invented for them, the
     # student's loss skips them and they do not count towards a sentence's confidence
     probs = predict_probs(teacher, [s.tokens for s in sentences], batch_size=p.batch_size,
@@ -109,10 +93,10 @@ def compute_pseudo_label(ctx: StageContext) -> None:
     })
     frame["kept"] = filter_mask(frame, min_confidence=p.min_confidence, require_entity=p.require_entity,
                                 max_sentences=p.max_sentences)
-    frame.to_parquet(ctx.out / PSEUDO_LABELS, index=False)
+    PSEUDO_LABELS.write(ctx.out, frame)
     offsets = np.cumsum([0] + [len(pr) for pr in probs])
-    save_npz(ctx.out / PROBS, probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
-                        labels=np.array(teacher.labels))
+    PROBS.write(ctx.out, probs=np.concatenate(probs).astype(np.float16), offsets=offsets,
+                labels=np.array(teacher.labels))
     kept = frame[frame["kept"]]
     per_type: Counter = Counter(s.label for t in kept["tags"] for s in spans(t))
     hist, edges = np.histogram(frame["confidence"], bins=10, range=(0, 1))
@@ -136,9 +120,10 @@ STAGE = StageSpec(
     inputs=("ingest_target", "train", "project"),
     params=pseudo_label_params,
     reads=lambda config: {"ingest_target": ("target_unlabeled.*",), "train": ("model/*",),
-                          "project": (PROJECTED,) if config.pseudo_label.exclude_translations else ()},
+                          "project": (PROJECTED.file,) if config.pseudo_label.exclude_translations else ()},
     libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
+    outputs=(PSEUDO_LABELS, PROBS),
     headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
     summary=shown.summary,
     sort_keys=shown.SORT_KEYS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from concner.tasks.engine.artifacts import MODEL, PROJECTED, corpus_split, load_projected
+from concner.tasks.engine.artifacts import EPOCHS, MODEL, PREDICTIONS, SCORES_JSON, STEPS, PROJECTED, corpus_split, load_projected
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.text.corpus import Sentence, entity_types, label_list
 from concner.tasks.engine.errors import UserError
@@ -87,7 +87,7 @@ def compute_train(ctx: StageContext) -> None:
     result = fit(model, items, loss, settings, dev=dev or None, log=ctx.log, progress="training teacher")
     selection = check_teacher(model, dev_name, dev, max_length=t.max_length, min_f1=t.min_selection_f1,
                               settings=settings, steps=len(result.steps), log=ctx.log)
-    model.save(ctx.out / MODEL)
+    MODEL.write(ctx.out, model)
     save_curves(result, ctx.out)
     ctx.metrics.update(
         labels=labels,
@@ -112,7 +112,7 @@ def train_reads(config: RunConfig) -> dict[str, tuple[str, ...]]:
     return {
         "ingest": ("source_train.*", "source_dev.*"),  # source_dev: the selection split by default
         "ingest_target": tuple(target),
-        "project": (PROJECTED,) if config.train.use_translations else (),
+        "project": (PROJECTED.file,) if config.train.use_translations else (),
         "adapt": ("encoder/*",) if config.adapt.enabled else (),
     }
 
@@ -127,6 +127,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "seqeval"),
     model_params=("encoder",),
     compute=compute_train,
+    outputs=(MODEL, STEPS, EPOCHS, SCORES_JSON, PREDICTIONS),
     headline=scores_headline,
     summary=model_summary,
     description="train the teacher: CE + TCL + LCL on source and projected translations",

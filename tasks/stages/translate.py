@@ -155,7 +155,7 @@ def compute_translate(ctx: StageContext) -> None:
     frame["kept"] = ~frame["empty"]
     if t.min_chrf is not None and score_column:
         frame["kept"] &= frame[score_column] >= t.min_chrf
-    frame.to_parquet(ctx.out / TRANSLATIONS, index=False)
+    TRANSLATIONS.write(ctx.out, frame)
     ctx.metrics.update(
         sentences=len(frame),
         kept=int(frame["kept"].sum()),
@@ -197,6 +197,7 @@ STAGE = StageSpec(
     libraries=("torch", "transformers", "sacrebleu"),
     model_params=("model", "reverse_model"),
     compute=compute_translate,
+    outputs=(TRANSLATIONS,),
     headline=shown.headline,
     summary=shown.summary,
     sort_keys=shown.SORT_KEYS,

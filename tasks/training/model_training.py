@@ -8,13 +8,11 @@ modules load torch: they are imported inside the functions that run it, not with
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from concner.tasks.engine.artifacts import corpus_split
-from concner.tasks.text.conll import write_conll
+from concner.tasks.engine.artifacts import EPOCHS, PREDICTIONS, SCORES_JSON, STEPS, corpus_split
 from concner.tasks.text.corpus import Sentence, entity_types
 
 if TYPE_CHECKING:
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
 
 EVAL_SETS = ("target_dev", "target_test")
 EVAL_BATCH_SIZE = 64  # inference only: larger batches than training are cheap and faster
-STEPS, EPOCHS, SCORES_JSON = "steps.parquet", "epochs.parquet", "scores.json"
 
 
 def dev_set(inputs: Mapping[str, Path], select_on: str = "source_dev") -> tuple[str | None, list[Sentence]]:
@@ -52,20 +49,18 @@ def score_target_sets(model, inputs: Mapping[str, Path], out: Path, *, max_lengt
         if unknown:
             scores[split]["types_not_in_model"] = unknown
             log.warning("%s has entity types the model cannot predict: %s", split, ", ".join(unknown))
-        write_conll([Sentence(s.id, s.tokens, p) for s, p in zip(gold, pred)], out / f"predictions_{split}.conll")
+        PREDICTIONS.of(split=split).write(out, [Sentence(s.id, s.tokens, p) for s, p in zip(gold, pred)])
         log.info("%s: F1 %.4f (P %.4f, R %.4f)", split, scores[split]["f1"], scores[split]["precision"],
                  scores[split]["recall"])
     # a file, not only manifest metrics: downstream keys cover files, and the scores also depend
     # on the gold tags, which the predictions file does not hold
-    (out / SCORES_JSON).write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    SCORES_JSON.write(out, scores)
     return scores
 
 
 def save_curves(result: FitResult, out: Path) -> None:
-    import pandas as pd
-
-    pd.DataFrame(result.steps).to_parquet(out / STEPS, index=False)
-    pd.DataFrame(result.epochs).to_parquet(out / EPOCHS, index=False)
+    STEPS.write(out, result.steps)
+    EPOCHS.write(out, result.epochs)
 
 
 def graph_metrics(result: FitResult) -> dict:
