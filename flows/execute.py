@@ -46,6 +46,14 @@ class RunJob:
     stopped: bool = False  # a stage failed: nothing more of this run is submitted
     error: BaseException | None = None  # the exception of a stage that failed with a bug
     closed: bool = False
+    # each config of the run (the run's, a branch's) as the JSON its stage tasks get: dumped once
+    serialised: dict[int, dict] = field(default_factory=dict)
+
+    def config_json(self, stage: PlannedStage) -> dict:
+        config = stage.config or self.config  # a stage sees its branch's one-target config
+        if id(config) not in self.serialised:
+            self.serialised[id(config)] = config.model_dump(mode="json")
+        return self.serialised[id(config)]
 
     def ready(self, waits: list[list[int]]) -> list[int]:
         if self.stopped:
@@ -186,7 +194,7 @@ def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, stage_runner, com
     if stage.note and stage.note != "forced":
         log.warning("%s: %s", stage.entry, stage.note)
     job.resolved[(stage.target, stage.name)] = stage.key
-    task_fn, parameters = stage_call(stage, job.config, store)
+    task_fn, parameters = stage_call(stage, job.config_json(stage), store)
     job.running.add(i)
     computing[(stage.name, stage.key)] = (a, i)
     _save(job, store)  # before: an inline stage has finished when submit returns, a killed one never

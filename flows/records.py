@@ -94,7 +94,7 @@ def stage_entry(stage: PlannedStage, state, result: dict, store: ArtifactStore) 
         "status": "reused" if reused else "computed",
         "seconds": 0.0 if reused else result["seconds"],
         "prefect_state": state.name,
-        "headline": registry.get(stage.name).headline(manifest.get("metrics", {})) if manifest else "",
+        "headline": registry.get(stage.name).view.headline(manifest.get("metrics", {})) if manifest else "",
         **({"note": stage.note} if stage.note and stage.note != "forced" else {}),
     }
 

@@ -402,7 +402,7 @@ def stage_summaries(run: RunArtifacts) -> list[tuple[str, str, str]]:
     out = []
     for entry, info in run.record.get("stages", {}).items():
         stage, folder = stage_of(entry), run.folder(entry)
-        summarize = get(stage).summary
+        summarize = get(stage).view.summary
         if summarize is None:
             continue
         if folder is None:

@@ -115,7 +115,7 @@ def _publish_ui_artifact(stage_name: str, store: ArtifactStore, key: str) -> Non
     from concner.flows.ui_artifacts import stage_markdown
 
     manifest = store.manifest(stage_name, key) or {}
-    headline = registry.get(stage_name).headline(manifest.get("metrics", {})) if manifest else ""
+    headline = registry.get(stage_name).view.headline(manifest.get("metrics", {})) if manifest else ""
     create_markdown_artifact(
         key=f"{stage_name.replace('_', '-')}-{key}",
         markdown=stage_markdown(stage_name, key, store.stage_dir(stage_name, key), headline),
@@ -168,10 +168,9 @@ def hide_user_error_echoes() -> None:
 hide_user_error_echoes()
 
 
-def stage_call(stage: PlannedStage, config: RunConfig, store: ArtifactStore):
-    """(the stage's Prefect task with this run's options, its parameters)."""
-    # a stage sees its branch's one-target config, never the whole multi-target one
-    config_json = (stage.config or config).model_dump(mode="json")
+def stage_call(stage: PlannedStage, config_json: dict, store: ArtifactStore):
+    """(the stage's Prefect task with this run's options, its parameters); `config_json`: the
+    stage's config (its branch's, in a multi-target run) as JSON."""
     task_fn = stage_task.with_options(refresh_cache=stage.action == "compute", task_run_name=stage.entry)
     # an artifact found corrupt is recomputed even if the task's own quick check (sizes, and hashes
     # of changed files only) would pass it: `run --verify` finds bytes flipped in place

@@ -60,7 +60,7 @@ def stage_markdown(stage: str, key: str, folder: Path, headline: str) -> str:
     from concner.tasks.engine.registry import get
 
     manifest = load_manifest(folder)
-    summarize = get(stage).summary
+    summarize = get(stage).view.summary
     body = summary_markdown(summarize({"stage": stage, **manifest}, folder, SampleQuery(limit=SAMPLES))) if summarize else ""
     return f"### {stage} `{key}`\n\n{headline}\n\n{body}\n\nartifact: `{folder}`"
 

@@ -91,13 +91,13 @@ def check_options(stage: str, options: InspectOptions) -> None:
     """Reject options a stage's view cannot honour, rather than silently ignoring them."""
     from concner.tasks.engine.registry import STAGES, get
 
-    keys = get(stage).sort_keys
+    keys = get(stage).view.sort_keys
     if options.sort is not None and options.sort not in keys:
         if keys:
             raise UserError(f"--sort {options.sort}: the {stage} view sorts by {', '.join(keys)}")
-        raise UserError(f"--sort applies to the {', '.join(s.name for s in STAGES if s.sort_keys)} views, not {stage}")
-    if options.sentence_id is not None and not get(stage).sentence_ids:
-        raise UserError(f"--id applies to the {', '.join(s.name for s in STAGES if s.sentence_ids)} views, not {stage}")
+        raise UserError(f"--sort applies to the {', '.join(s.name for s in STAGES if s.view.sort_keys)} views, not {stage}")
+    if options.sentence_id is not None and not get(stage).view.sentence_ids:
+        raise UserError(f"--id applies to the {', '.join(s.name for s in STAGES if s.view.sentence_ids)} views, not {stage}")
     if options.limit is not None and options.limit < 1:
         raise UserError("--limit must be at least 1")
 
@@ -182,7 +182,7 @@ def show_summary(console: Console, folder: Path, manifest: dict, sentence_id: in
 
     options = options or InspectOptions(sentence_id=sentence_id)
     spec = get(manifest.get("stage", ""))
-    render_summary(console, spec.summary(manifest, folder, options))
+    render_summary(console, spec.view.summary(manifest, folder, options))
 
 
 def show_pseudo_label(console: Console, folder: Path, manifest: dict, sentence_id: int | None,
@@ -226,7 +226,7 @@ def show_stage(console: Console, store: ArtifactStore, stage: str, key: str, sen
         console.print(escape(f"key covers: code {material.get('code', '')[:8]} (v{material.get('version')}), "
                              f"params, input content [{inputs}], libraries [{libraries}]"), style="dim",
                       highlight=False)
-    summarize = get(stage).summary
+    summarize = get(stage).view.summary
     if summarize is not None:
         render_summary(console, summarize({"stage": stage, **manifest}, store.stage_dir(stage, key), options))
     else:

@@ -93,7 +93,9 @@ def test_inspect_prints_the_key_inputs_and_libraries(monkeypatch, tmp_path: Path
     store = SimpleNamespace(problems=lambda stage, key: [], root=tmp_path,
                             manifest=lambda stage, key: {"key_material": material, "metrics": {"x": "[a]"}},
                             stage_dir=lambda stage, key: tmp_path / "[odd]" / key)
-    spec = SimpleNamespace(summary=None, sort_keys=(), sentence_ids=False)
+    from concner.tasks.presentation.summary import StageView
+
+    spec = SimpleNamespace(view=StageView())
     monkeypatch.setattr(registry, "get", lambda name: spec)
     buffer = io.StringIO()
     views.show_stage(Console(file=buffer, width=300), store, "translate", "k1")

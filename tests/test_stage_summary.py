@@ -15,7 +15,7 @@ from concner.flows.ui_artifacts import stage_markdown
 from concner.flows.views import show_summary
 from concner.tasks.engine import registry
 from concner.tasks.engine.stage import StageSpec
-from concner.tasks.presentation.summary import (Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, Table,
+from concner.tasks.presentation.summary import (Figures, Histogram, Note, Sample, SampleQuery, Samples, StageSummary, StageView, Table,
                                    select_rows)
 from concner.tasks.text.tags import spans
 
@@ -38,7 +38,7 @@ def word_count_summary(manifest: dict, folder: Path, query: SampleQuery) -> Stag
 def new_stage(monkeypatch, tmp_path) -> Path:
     """A stage the renderers have never heard of, registered with one line, and its artifact."""
     spec = StageSpec(name="word_count", version="1", inputs=(), params=lambda config: {}, compute=lambda ctx: None,
-                     summary=word_count_summary)
+                     view=StageView(word_count_summary))
     monkeypatch.setitem(registry.BY_NAME, "word_count", spec)
     (tmp_path / "manifest.json").write_text(json.dumps({"stage": "word_count", "metrics": {"words": 3}}))
     return tmp_path
@@ -63,7 +63,7 @@ def test_a_new_stage_gets_markdown_and_a_report_section_from_its_summary(new_sta
 
 
 def test_every_registered_stage_declares_a_summary():
-    assert all(spec.summary is not None for spec in registry.STAGES)
+    assert all(spec.view.summary is not None for spec in registry.STAGES)
 
 
 def test_rows_by_id_and_in_sort_order():

@@ -1,7 +1,7 @@
 """What a stage is: its name, code version, upstream stages, parameters, outputs and compute function.
 
 Adding a stage to the DAG means writing one module under tasks/stages/ that defines a `StageSpec`
-(with its `summary`, which gives it a terminal view, a Prefect UI artifact and a report section)
+(with its `view`, which gives it a terminal view, a Prefect UI artifact and a report section)
 and listing it in `concner.tasks.engine.registry.STAGES`; a new kind of output file also gets its
 entry in the catalog, `tasks/engine/artifacts.py`.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from concner.tasks.engine.artifact_kinds import Artifact
 from concner.tasks.engine.config import RunConfig
-from concner.tasks.presentation.summary import Summarize
+from concner.tasks.presentation.summary import StageView
 
 
 @dataclass
@@ -46,22 +46,16 @@ class StageSpec:
     # what it publishes, from the catalog (tasks/engine/artifacts.py), each written through its kind:
     # a file none of them covers, or a required one missing, fails the stage before it is published
     outputs: tuple[Artifact, ...] | None = None
-    headline: Callable[[dict[str, Any]], str] = lambda metrics: ""  # key figure for summary tables
     description: str = ""
     # Which files of each input the stage reads (glob patterns against the input manifest's file
     # list); an input not named here is read whole. Only these files' content enters the key.
     reads: Callable[[RunConfig], Mapping[str, tuple[str, ...]]] | None = None
     libraries: tuple[str, ...] = ()  # packages whose version changes the stage's numbers
     model_params: tuple[str, ...] = ()  # params naming a model: a local folder is keyed by content
-    # What every renderer (terminal, Prefect markdown, HTML report) shows of an artifact; None: its metrics.
-    summary: Summarize | None = None
-    # Row orders its summary's sample rows accept (`inspect --sort`; the first is the default) and
-    # whether each sorts ascending; whether its summary can show one sentence (`inspect --id`).
-    sort_keys: Mapping[str, bool] = field(default_factory=dict)
-    sentence_ids: bool = False
     # the model a stage trains, by the name users see in scores ("teacher", "student"): runs, sweeps,
     # diffs and reports name a stage's scores by it
     role: str | None = None
+    view: StageView = field(default_factory=StageView)  # how its artifact is shown: outside its key
 
 
 def output_problems(outputs: tuple[Artifact, ...], folder: Path) -> list[str]:

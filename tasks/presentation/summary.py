@@ -108,6 +108,24 @@ class StageSummary:
 Summarize = Callable[[dict[str, Any], Path, SampleQuery], StageSummary]
 
 
+def no_headline(metrics: dict[str, Any]) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class StageView:
+    """How every renderer (terminal, Prefect markdown, HTML report) shows a stage's artifact. It lives
+    beside the stage, in tasks/stage_summaries/, outside the stage's key: rewording a view
+    recomputes nothing."""
+
+    summary: Summarize | None = None  # None: the artifact's metrics as they are
+    headline: Callable[[dict[str, Any]], str] = no_headline  # key figure for summary tables
+    # row orders the summary's sample rows accept (`inspect --sort`; the first is the default) and
+    # whether each sorts ascending; whether the summary can show one sentence (`inspect --id`)
+    sort_keys: Mapping[str, bool] = field(default_factory=dict)
+    sentence_ids: bool = False
+
+
 # -- helpers the stages' summaries share --------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import Any, TYPE_CHECKING
 
 from concner.tasks.engine.artifacts import model_folder
 from concner.tasks.engine.artifacts import EPOCHS, STEPS
-from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, pct
+from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, StageView, Table, pct
 
 if TYPE_CHECKING:  # pandas loads where a stage reads or writes a table: a rerun that only reuses never does
     import pandas as pd
@@ -115,3 +115,12 @@ def model_summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) ->
     if STEPS.exists(folder):
         blocks.append(loss_table(STEPS.read(folder)))
     return StageSummary(stage, blocks)
+
+
+def scores_headline(m: dict) -> str:
+    s = m.get("scores", {})
+    text = ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
+    return text + (f" (selected on {m['dev_set']})" if m.get("dev_set") else "")
+
+
+MODEL_VIEW = StageView(model_summary, scores_headline)  # the teacher's (train) and the student's (distill)

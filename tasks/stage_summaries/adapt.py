@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from concner.tasks.presentation.summary import StageView
+
 PRESENTATION_ONLY = True
 
 
@@ -24,3 +26,6 @@ def summary(manifest: dict[str, Any], folder: Path, query):
     from concner.tasks.presentation.adapt_summary import adapt_summary
 
     return adapt_summary(manifest, folder, query)
+
+
+VIEW = StageView(summary, headline)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from concner.tasks.engine.artifacts import SCORES
-from concner.tasks.presentation.summary import Block, Note, SampleQuery, StageSummary, Table, pct
+from concner.tasks.presentation.summary import Block, Note, SampleQuery, StageSummary, StageView, Table, pct
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,3 +65,6 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
     models = [m for m in ("teacher", "student") if f"{m}_f1" in wide.columns]
     blocks: list[Block] = [comparison_table(split, rows, models) for split, rows in wide.groupby("set", sort=False)]
     return StageSummary("evaluate", blocks)
+
+
+VIEW = StageView(summary, headline)

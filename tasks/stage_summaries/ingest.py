@@ -9,7 +9,7 @@ from typing import Any
 
 from concner.tasks.engine.artifacts import load_split, sample_split
 from concner.tasks.text.conll import counted
-from concner.tasks.presentation.summary import Block, Sample, SampleQuery, Samples, StageSummary, Table, by_id
+from concner.tasks.presentation.summary import Block, Sample, SampleQuery, Samples, StageSummary, StageView, Table, by_id
 
 PRESENTATION_ONLY = True
 
@@ -40,3 +40,7 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
         blocks.append(Samples(f"{split} samples", [Sample(s.tokens, s.entities, head=f"#{s.id} ") for s in chosen],
                               labels=metrics.get("entity_types", [])))
     return StageSummary(stage, blocks)
+
+
+VIEW = StageView(summary, headline, sentence_ids=True)
+TARGET_VIEW = StageView(summary, target_headline, sentence_ids=True)

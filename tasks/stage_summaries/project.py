@@ -19,6 +19,7 @@ from concner.tasks.presentation.summary import (
     SampleQuery,
     Samples,
     StageSummary,
+    StageView,
     Table,
     pct,
     select_rows,
@@ -142,3 +143,6 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
     for row in rows.itertuples():
         blocks += sentence_blocks(row, labels)
     return StageSummary("project", blocks)
+
+
+VIEW = StageView(summary, headline, sort_keys=SORT_KEYS, sentence_ids=True)

@@ -16,6 +16,7 @@ from concner.tasks.presentation.summary import (
     SampleQuery,
     Samples,
     StageSummary,
+    StageView,
     select_rows,
     sort_title,
 )
@@ -60,3 +61,10 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
     blocks.append(Samples(f"sentences ({sort_title(SORT_KEYS, query, len(rows), len(frame))}); "
                           "an entity shows its mean word confidence", samples, labels))
     return StageSummary("pseudo_label", blocks)
+
+
+def headline(m: dict) -> str:
+    return f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}"
+
+
+VIEW = StageView(summary, headline, sort_keys=SORT_KEYS, sentence_ids=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from concner.tasks.engine.artifacts import load_translations
 from concner.tasks.engine.errors import UserError
-from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, Table, select_rows, sort_title
+from concner.tasks.presentation.summary import Block, Figures, Note, SampleQuery, StageSummary, StageView, Table, select_rows, sort_title
 from concner.tasks.text.wordtok import word_tokenize
 
 if TYPE_CHECKING:
@@ -104,3 +104,6 @@ def summary(manifest: dict[str, Any], folder: Path, query: SampleQuery) -> Stage
     if not score:
         blocks.append(Note("no per-sentence chrF: set translate.reference_file (or translate.reverse_model)"))
     return StageSummary("translate", blocks)
+
+
+VIEW = StageView(summary, headline, sort_keys=SORT_KEYS, sentence_ids=True)

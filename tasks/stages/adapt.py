@@ -78,7 +78,6 @@ STAGE = StageSpec(
     model_params=("encoder",),
     compute=compute_adapt,
     outputs=(ADAPTED_ENCODER, ADAPT_STEPS),
-    headline=shown.headline,
-    summary=shown.summary,
+    view=shown.VIEW,
     description="adapt the encoder to the target language: masked-LM, translation-LM, source share",
 )

@@ -13,10 +13,9 @@ from concner.tasks.engine.artifacts import EPOCHS, MODEL, PREDICTIONS, SCORES_JS
 from concner.tasks.engine.config import RunConfig
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.model_refs import ADAPTED, TINY, resolve_encoder, student_encoder
-from concner.tasks.training.model_training import (dev_set, fit_settings, graph_metrics, save_curves, score_target_sets,
-                                          scores_headline)
+from concner.tasks.training.model_training import dev_set, fit_settings, graph_metrics, save_curves, score_target_sets
 from concner.tasks.engine.stage import StageContext, StageSpec
-from concner.tasks.presentation.training_summary import model_summary
+from concner.tasks.presentation.training_summary import MODEL_VIEW
 
 
 def distill_params(config: RunConfig) -> dict[str, Any]:
@@ -85,7 +84,6 @@ STAGE = StageSpec(
     model_params=("encoder",),
     compute=compute_distill,
     outputs=(MODEL, STEPS, EPOCHS, SCORES_JSON, PREDICTIONS),
-    headline=scores_headline,
-    summary=model_summary,
+    view=MODEL_VIEW,
     description="train the student on the teacher's soft labels over target text",
 )

@@ -39,7 +39,6 @@ STAGE = StageSpec(
     params=lambda config: {},
     compute=compute_evaluate,
     outputs=(SCORES,),
-    headline=shown.headline,
-    summary=shown.summary,
+    view=shown.VIEW,
     description="teacher and student scores side by side",
 )

@@ -169,9 +169,7 @@ STAGE = StageSpec(
     params=ingest_params,
     compute=compute_ingest,
     outputs=(SPLIT_TABLE, SPLIT_CONLL),
-    headline=shown.headline,
-    summary=shown.summary,
-    sentence_ids=True,
+    view=shown.VIEW,
     description="read, validate and sample the labeled source corpus",
 )
 
@@ -182,8 +180,6 @@ TARGET_STAGE = StageSpec(
     params=ingest_target_params,
     compute=compute_ingest_target,
     outputs=(SPLIT_TABLE, SPLIT_CONLL),
-    headline=shown.target_headline,
-    summary=shown.summary,
-    sentence_ids=True,
+    view=shown.TARGET_VIEW,
     description="read and validate one target's unlabeled text and labeled dev/test sets",
 )

@@ -113,9 +113,6 @@ STAGE = StageSpec(
     model_params=("aligner_model",),
     compute=compute_project,
     outputs=(PROJECTED, PROJECTED_CONLL),
-    headline=shown.headline,
-    summary=shown.summary,
-    sort_keys=shown.SORT_KEYS,
-    sentence_ids=True,
+    view=shown.VIEW,
     description="align source and translation words (simalign) and project entity spans",
 )

@@ -124,9 +124,6 @@ STAGE = StageSpec(
     libraries=("torch", "transformers"),
     compute=compute_pseudo_label,
     outputs=(PSEUDO_LABELS, PROBS),
-    headline=lambda m: f"{m['kept']}/{m['sentences']} sentences kept, mean confidence {m['mean_confidence']:.3f}",
-    summary=shown.summary,
-    sort_keys=shown.SORT_KEYS,
-    sentence_ids=True,
+    view=shown.VIEW,
     description="label unlabeled target text with the teacher's soft distributions",
 )

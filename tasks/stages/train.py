@@ -17,9 +17,9 @@ from concner.tasks.text.corpus import Sentence, entity_types, label_list
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.model_refs import TINY, resolve_encoder, teacher_encoder
 from concner.tasks.training.model_training import (EVAL_BATCH_SIZE, dev_set, fit_settings, graph_metrics, save_curves,
-                                          score_target_sets, scores_headline)
+                                          score_target_sets)
 from concner.tasks.engine.stage import StageContext, StageSpec
-from concner.tasks.presentation.training_summary import model_summary
+from concner.tasks.presentation.training_summary import MODEL_VIEW
 from concner.tasks.text.tags import spans
 
 if TYPE_CHECKING:  # the loop's modules load torch: imported where a stage computes, not with this module
@@ -128,7 +128,6 @@ STAGE = StageSpec(
     model_params=("encoder",),
     compute=compute_train,
     outputs=(MODEL, STEPS, EPOCHS, SCORES_JSON, PREDICTIONS),
-    headline=scores_headline,
-    summary=model_summary,
+    view=MODEL_VIEW,
     description="train the teacher: CE + TCL + LCL on source and projected translations",
 )

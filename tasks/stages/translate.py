@@ -198,9 +198,6 @@ STAGE = StageSpec(
     model_params=("model", "reverse_model"),
     compute=compute_translate,
     outputs=(TRANSLATIONS,),
-    headline=shown.headline,
-    summary=shown.summary,
-    sort_keys=shown.SORT_KEYS,
-    sentence_ids=True,
+    view=shown.VIEW,
     description="translate source sentences (MarianMT or an existing parallel file)",
 )

@@ -77,9 +77,3 @@ def fit_settings(section: LoopConfig, seed: int) -> FitSettings:
 
     names = {f.name for f in dataclasses.fields(FitSettings)} - {"seed"}
     return FitSettings(**section.model_dump(include=names), seed=seed)
-
-
-def scores_headline(m: dict) -> str:
-    s = m.get("scores", {})
-    text = ", ".join(f"{k} F1 {100 * v['f1']:.1f}" for k, v in s.items()) or "no labeled target set"
-    return text + (f" (selected on {m['dev_set']})" if m.get("dev_set") else "")
