@@ -205,7 +205,7 @@ def init(
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help="Stage to run: ingest, ingest_target, translate, project, train, pseudo_label, distill, evaluate.")],
+    name: Annotated[str, typer.Argument(help="Stage to run, by name: train, distill, ... (an unknown name lists the DAG's stages).")],
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     set_: SetOpt = [],
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse the stage's artifact when it exists instead of recomputing.")] = False,
