@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from importlib import metadata
 import os
 import socket
 import sqlite3
@@ -149,6 +150,7 @@ def main() -> None:
         "no_change_rerun_temporary_server": with_temporary,
         "no_change_rerun_running_server": with_server,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "prefect": metadata.version("prefect"),  # its server and client set most of a rerun's time
         "machine": machine_info(),
     }
     print(json.dumps(result, indent=2))

@@ -169,3 +169,33 @@ def test_a_stage_sees_only_the_input_files_its_key_covers(tmp_path, monkeypatch)
                                  planned)
     assert seen["declared"] == "keyed"
     assert not store.exists("reader", "k2")  # nothing published
+
+
+def test_a_library_upgrade_changes_the_keys_of_the_stages_that_use_it(demo_run, tmp_path, monkeypatch):
+    """Library versions are keyed: the same code and data under another torch is another artifact,
+    for exactly the stages that declare torch among their libraries."""
+    import shutil
+
+    from concner.flows.plan import plan_run
+    from concner.tasks.engine import registry
+    from concner.tasks.engine.store import ArtifactStore
+    from tests.demo_store import demo_config
+
+    store = ArtifactStore(shutil.copytree(demo_run.store, tmp_path / "store", ignore=shutil.ignore_patterns("runs")))
+    config = demo_config()
+    before = {s.name: s.key for s in plan_run(config, store)}
+    assert before == {name: entry["key"] for name, entry in demo_run.record["stages"].items()}
+
+    real = keys.metadata.version
+    monkeypatch.setattr(keys.metadata, "version", lambda name: "99.0" if name == "torch" else real(name))
+    keys._library_version.cache_clear()
+    try:
+        after = {s.name: s.key for s in plan_run(config, store)}
+    finally:
+        keys._library_version.cache_clear()
+    uses_torch = {s.name for s in registry.STAGES if "torch" in s.libraries}
+    # a stage below a recomputed one has no key until its inputs exist again (None)
+    rekeyed = {name for name in before if after[name] is not None and after[name] != before[name]}
+    assert rekeyed <= uses_torch and "translate" in rekeyed
+    assert all(after[name] != before[name] for name in uses_torch)
+    assert after["ingest"] == before["ingest"] and after["ingest_target"] == before["ingest_target"]

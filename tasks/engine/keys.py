@@ -142,13 +142,17 @@ def _left_out(tree: ast.Module) -> bool:
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str | None]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: _library_version(name) for name in names}
+
+
+@lru_cache(maxsize=None)
+def _library_version(name: str) -> str | None:
+    """Looked up once per process: each lookup scans the installed distributions, and most
+    stages name the same libraries (a process keeps running the version it loaded anyway)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def folder_digest(folder: Path, cache_dir: Path | None = None) -> str:
