@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_HOME", str(args.work / "prefect-adapt-projection"))
     from concner.flows.pipeline import pipeline_flow, run_flow
-    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.config_loading import config_from_dict
     from concner.tasks.engine.store import ArtifactStore
 
     store = ArtifactStore(args.work / "store")

@@ -110,7 +110,7 @@ def run_seed(size: int, seed: int, store_root: str, work: str, max_length: int, 
 
     # this worker's temporary Prefect server ends with it (the parent ends its workers on SIGTERM)
     end_with_this_process()
-    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.config_loading import config_from_dict
     from concner.tasks.engine.errors import UserError
     from concner.tasks.engine.store import ArtifactStore
 

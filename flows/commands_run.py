@@ -56,7 +56,7 @@ def _guard_process() -> None:
 def _run_pipeline(config_path: Path, overrides: list[str], store: Path | None, force: list[str], until: str | None,
                   dry_run: bool = False, target: str | None = None, verify: bool = False) -> dict | None:
     from concner.tasks.engine import registry
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
     from concner.tasks.engine.preflight import check_and_warn
     from concner.tasks.engine.store import ArtifactStore
 
@@ -149,7 +149,7 @@ def estimate(
     """Print a rough time per stage for a config, from its files' sentence counts and its models' sizes.
 
     Nothing runs and the store is not read: every stage is counted, as on a first run."""
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
 
     _print_estimates(load_config(config, set_))
 
@@ -215,7 +215,7 @@ def stage(
 ) -> None:
     """Run one stage alone; its inputs are read from the store (run their stages first)."""
     from concner.tasks.engine import registry
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
     from concner.tasks.engine.preflight import check_and_warn
     from concner.tasks.engine.store import ArtifactStore
 

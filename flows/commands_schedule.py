@@ -27,7 +27,7 @@ def deploy(
 ) -> None:
     """Register the pipeline for a config as a scheduled Prefect deployment (runs execute in `concner serve`)."""
     from concner.flows.deploy import FLOW_NAME, pipeline_deployment, require_server
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
 
     url = require_server()
     cfg = load_config(config, set_)
@@ -61,7 +61,8 @@ def serve(
 
     from concner.flows.deploy import FLOW_NAME, pipeline_deployment, registered, require_server, served_copy
     from concner.flows.runner import runner_overrides, runner_update
-    from concner.tasks.engine.config import RunnerConfig, load_config
+    from concner.tasks.engine.config import RunnerConfig
+    from concner.tasks.engine.config_loading import load_config
 
     url = require_server()
     configs = configs or []

@@ -21,7 +21,8 @@ from typing import Any
 
 from prefect import flow
 
-from concner.tasks.engine.config import RunConfig, load_config
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.engine.errors import UserError
 
 FLOW_NAME = "concner-pipeline"  # the name of concner.flows.pipeline.pipeline_flow

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from concner.tasks.engine.config import RunConfig, config_from_dict
+from concner.tasks.engine.config import RunConfig
+from concner.tasks.engine.config_loading import config_from_dict
 from concner.tasks.text.conll import counted
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.estimate import SOURCE as ESTIMATE_SOURCE

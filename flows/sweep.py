@@ -143,7 +143,7 @@ def _grid_problem(message: str, key: str, value: str) -> str:
 def plan_members(config_path: Path, base_sets: list[str], grid: list[tuple[str, list[str]]],
                  seeds: list[int] | None):
     """(base config, members): every member's config validated, bad grid values named first."""
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
 
     base = load_config(config_path, base_sets)
     seeds = seeds or [base.seed]

@@ -32,7 +32,7 @@ FAST_OVERRIDES = [value for value in FAST if value != "--set"]  # as load_config
 def demo_config():
     """The config of the shared demo run, as its stages saw it."""
     from concner.tasks.engine.bundled import config_path
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
 
     return load_config(config_path("demo"), FAST_OVERRIDES)
 

@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from concner.tasks.engine.config import load_config
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.text.conll import MAX_TOKEN_CHARS
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.preflight import check_inputs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from concner.tasks.engine.bundled import config_names, config_path, samples_dir
-from concner.tasks.engine.config import load_config
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.engine.errors import UserError
 from tests.conftest import REPO
 

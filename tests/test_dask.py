@@ -16,7 +16,7 @@ import pytest
 from concner.flows.execute import waits_for
 from concner.flows.pipeline import plan_run
 from concner.flows.runner import runner_overrides
-from concner.tasks.engine.config import load_config
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.store import ArtifactStore
 from tests.conftest import REPO

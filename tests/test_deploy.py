@@ -136,7 +136,7 @@ def test_prefect_yaml_deployments_load_and_their_configs_validate():
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["deployments"]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from concner.tasks.engine import estimate as est
-from concner.tasks.engine.config import config_from_dict
+from concner.tasks.engine.config_loading import config_from_dict
 from concner.tasks.engine.model_info import ModelInfo
 from tests.conftest import REPO
 
@@ -74,7 +74,7 @@ def test_estimate_scales_with_sizes_and_model():
 def test_tiny_models_are_floored_by_the_measured_demo():
     """The demo (tiny models, 152 teacher + 200 student steps) took 40.6 s: its estimate is of that order."""
     from concner.tasks.engine.bundled import config_path
-    from concner.tasks.engine.config import load_config
+    from concner.tasks.engine.config_loading import load_config
     from concner.tasks.engine.model_info import describe
 
     demo = load_config(config_path("demo"))

@@ -105,6 +105,7 @@ def test_engine_messages_and_summaries_are_outside_every_stage_key(tmp_path, mon
     before = _stage_fingerprints(monkeypatch, tmp_path)
     edits = {
         "concner.tasks.engine.config": lambda s: s.replace("is not a run name", "is no run name"),
+        "concner.tasks.engine.config_loading": lambda s: s.replace("key given twice", "key twice"),
         "concner.tasks.engine.store": lambda s: s + "\n\ndef unused_helper():\n    return 1\n",
         "concner.tasks.engine.errors": lambda s: s.replace("exit_code = 2", "exit_code = 2  # the usual"),
         "concner.tasks.engine.progress": lambda s: s + "\n# a comment\n",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from concner.tasks.engine.config import load_config
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.text.conll import counted, read_conll
 from concner.tasks.engine.errors import UserError
 from tests.conftest import SAMPLES
@@ -169,7 +169,7 @@ def test_piped_sweep_tables_keep_every_score_name_whole(tmp_path: Path):
 
 def test_one_long_sentence_is_reported_as_one_sentence_at_its_line(tmp_path: Path):
     """A single 5,000-token sentence split into pieces is one sentence, not one per extra piece."""
-    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.config_loading import config_from_dict
     from concner.tasks.engine.preflight import check_inputs
 
     rows = ["Ana B-PER", "vive O", ""] * 2 + [f"w{i} O" for i in range(5000)] + [""]

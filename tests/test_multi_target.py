@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from concner.tasks.engine.config import load_config
+from concner.tasks.engine.config_loading import load_config
 from concner.tasks.engine.errors import UserError
 from concner.tasks.engine.registry import STAGES
 from concner.tasks.engine.store import ArtifactStore

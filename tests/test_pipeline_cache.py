@@ -131,7 +131,7 @@ def test_stage_command_needs_upstream_artifacts(cli, project, name, upstream):
 
 
 def test_overrides_do_not_leak_into_the_callers_config():
-    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.config_loading import config_from_dict
 
     raw = {"target_lang": "es", "data": {"source_train": "x.conll"}, "train": {"epochs": 1}}
     first = config_from_dict(raw, base_dir=Path("."), overrides=["train.use_translations=false", "train.epochs=4"])

@@ -11,7 +11,7 @@ import torch
 
 from concner.models.ner_model import ConcNerModel
 from concner.models.tiny import build_tiny_encoder
-from concner.tasks.engine.config import config_from_dict
+from concner.tasks.engine.config_loading import config_from_dict
 from concner.tasks.text.corpus import Sentence
 from concner.tasks.engine.errors import UserError
 from concner.tasks.training.evaluate import predict_probs

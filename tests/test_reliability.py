@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from concner.tasks.engine.config import config_from_dict, load_config
+from concner.tasks.engine.config_loading import config_from_dict, load_config
 from concner.tasks.engine.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -270,7 +270,7 @@ def test_a_target_text_change_recomputes_only_the_stages_that_read_it(cli, demo_
 
 
 def test_stages_with_real_models_do_not_read_the_unlabeled_text():
-    from concner.tasks.engine.config import config_from_dict
+    from concner.tasks.engine.config_loading import config_from_dict
     from concner.tasks.stages.project import project_reads
     from concner.tasks.stages.train import train_reads
     from concner.tasks.stages.translate import translate_reads
