@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 # importing a command module registers its commands: in this order in `concner --help`
 from concner.flows import commands_run  # noqa: F401
@@ -11,6 +13,25 @@ from concner.flows import commands_inspect  # noqa: F401
 from concner.flows import commands_schedule  # noqa: F401
 from concner.flows.cli_common import app, err_console, signals_received
 from concner.tasks.engine.errors import UserError
+
+
+# after a signal, the longest the interpreter's exit may take before the signal's own default
+# action ends the process (see end_by_signal_after)
+EXIT_GRACE_S = 15.0
+
+
+def end_by_signal_after(seconds: float, signum: int) -> None:
+    """Let the signal's default action end this process if its exit has not within `seconds`.
+
+    At exit, Prefect's log and event services hand their last items to the API, and wait for
+    that without a limit. After a SIGTERM that lands during a flow that wait sometimes never
+    returns (tests/test_faults.py's SIGTERM test saw it), and a process told to terminate would
+    outlive the signal. The run's record is written by then and the watchdog stops a temporary server
+    whose process is gone."""
+    signal.signal(signum, signal.SIG_DFL)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
+    timer.daemon = True  # a daemon thread runs on while the exit waits for the others
+    timer.start()
 
 
 def main() -> None:
@@ -24,6 +45,7 @@ def main() -> None:
         app()
     except (KeyboardInterrupt, SystemExit) as err:
         if signals_received and not (isinstance(err, SystemExit) and err.code in (0, None)):
+            end_by_signal_after(EXIT_GRACE_S, signals_received[0])
             sys.exit(128 + signals_received[0])
         raise
     except UserError as err:
