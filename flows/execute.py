@@ -1,7 +1,8 @@
 """Running planned stages: the one executor of every run, sweep and single stage.
 
 A stage is submitted once every stage it waits for has finished (`waits_for`: the earlier shared
-stages and the earlier stages of its own branch), to the run's task runner:
+stages and the earlier stages of its own branch), to the run's task runner, with `wait_for` the
+futures of the stages it reads (so Prefect records the DAG's edges between task runs):
 - sequential (the default): each stage runs at once, in the flow's own thread, one at a time in
   plan order (InlineTaskRunner), so Ctrl-C and SIGTERM reach the stage that is computing;
 - dask: Prefect's DaskTaskRunner (flows/runner.py); the stages of a branch keep their order while
@@ -46,6 +47,7 @@ class RunJob:
     stopped: bool = False  # a stage failed: nothing more of this run is submitted
     error: BaseException | None = None  # the exception of a stage that failed with a bug
     closed: bool = False
+    futures: dict[int, Any] = field(default_factory=dict)  # plan index -> the stage's task-run future
     # each config of the run (the run's, a branch's) as the JSON its stage tasks get: dumped once
     serialised: dict[int, dict] = field(default_factory=dict)
 
@@ -74,6 +76,12 @@ def waits_for(plan: list[PlannedStage]) -> list[list[int]]:
             for i, stage in enumerate(plan)]
 
 
+def input_stages(plan: list[PlannedStage], i: int) -> list[int]:
+    """The indexes of the planned stages whose artifacts stage `i` reads (its branch's, or shared)."""
+    stage = plan[i]
+    return [j for j in range(i) if plan[j].name in stage.input_keys and plan[j].target in (None, stage.target)]
+
+
 def execute(config: RunConfig, store: ArtifactStore, plan: list[PlannedStage], run_id: str, log) -> dict:
     """Run one planned run on the task runner of `config.runner` and give back its record (written
     also when a stage fails); a stage's bug is raised again here."""
@@ -99,8 +107,8 @@ class InlineTaskRunner:
 
     one_at_a_time = True
 
-    def submit(self, task_fn, parameters: dict[str, Any]) -> InlineFuture:
-        return InlineFuture(task_fn(**parameters, return_state=True))
+    def submit(self, task_fn, parameters: dict[str, Any], wait_for: list[InlineFuture] | None = None) -> InlineFuture:
+        return InlineFuture(task_fn(**parameters, return_state=True, wait_for=[f.state for f in wait_for or []]))
 
 
 def final_state(future):
@@ -198,7 +206,10 @@ def _submit(a: int, i: int, job: RunJob, store: ArtifactStore, stage_runner, com
     job.running.add(i)
     computing[(stage.name, stage.key)] = (a, i)
     _save(job, store)  # before: an inline stage has finished when submit returns, a killed one never
-    future = stage_runner.submit(task_fn, parameters)
+    # the futures of the stages it reads: finished by now, they make Prefect record (and its UI
+    # draw) the DAG's edges between task runs
+    future = stage_runner.submit(task_fn, parameters, wait_for=[job.futures[j] for j in input_stages(job.plan, i)])
+    job.futures[i] = future
     future.add_done_callback(lambda f, a=a, i=i: finished.put((a, i, f)))
 
 

@@ -77,3 +77,27 @@ def test_the_exported_student_is_a_transformers_tagger_with_the_runs_labels(demo
         probs = torch.softmax(model(batch["input_ids"], batch["attention_mask"]).logits[0], dim=-1)[1:-1]
     assert [p["entity"] for p in preds] == [labels[int(i)] for i in probs.argmax(dim=-1)]
     assert [p["score"] for p in preds] == pytest.approx(probs.amax(dim=-1).tolist(), abs=1e-5)
+
+
+def test_prefect_records_the_dags_edges_between_the_stages_task_runs(demo_run):
+    """Each stage's task run waits for the task runs of the stages it reads: Prefect's API (and the
+    flow run graph of its UI) has the DAG's edges, not nine unrelated task runs. (Prefect may add
+    an edge of its own from the stage run just before, which does finish first.)"""
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id = demo_run.record["prefect_flow_run_id"]
+    with get_client(sync_client=True) as client:
+        for _ in range(50):  # the server records task runs from events, shortly after they happen
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if len(runs) == len(demo_run.record["stages"]):
+                break
+            time.sleep(0.2)
+    name_of = {run.id: run.name for run in runs}
+    edges = {run.name: sorted(name_of[i.id] for i in run.task_inputs.get("wait_for", [])) for run in runs}
+    for stage in demo_run.record["stages"]:
+        manifest = demo_run.manifest(stage)
+        assert set(manifest["inputs"]) <= set(edges[stage]), stage
+    assert edges["ingest"] == [] and "project" in edges["train"]
