@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 # importing a command module registers its commands: in this order in `concner --help`
 from concner.flows import commands_run  # noqa: F401
@@ -21,17 +22,24 @@ EXIT_GRACE_S = 15.0
 
 
 def end_by_signal_after(seconds: float, signum: int) -> None:
-    """Let the signal's default action end this process if its exit has not within `seconds`.
+    """Let the signal's default action end this process if its exit has not ended `seconds` after
+    it began.
 
     At exit, Prefect's log and event services hand their last items to the API, and wait for
     that without a limit. After a SIGTERM that lands during a flow that wait sometimes never
     returns (tests/test_faults.py's SIGTERM test saw it), and a process told to terminate would
-    outlive the signal. The run's record is written by then and the watchdog stops a temporary server
-    whose process is gone."""
+    outlive the signal. The run's record is written by then, and the watchdog stops a temporary
+    server whose process is gone. The wait starts when the main thread ends (the interpreter's
+    exit), not now: `main()` called inside a longer-lived process (the tests) must not end it."""
     signal.signal(signum, signal.SIG_DFL)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
-    timer.daemon = True  # a daemon thread runs on while the exit waits for the others
-    timer.start()
+
+    def end() -> None:
+        threading.main_thread().join()  # returns once the interpreter's exit has begun
+        time.sleep(seconds)
+        os.kill(os.getpid(), signum)
+
+    # a daemon thread runs on while the exit waits for Prefect's threads
+    threading.Thread(target=end, name="concner-exit-after-signal", daemon=True).start()
 
 
 def main() -> None:

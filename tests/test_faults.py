@@ -153,3 +153,14 @@ def test_a_hung_exit_after_a_signal_is_ended_by_the_signal(tmp_path):
               "sys.exit(143)\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, timeout=30)
     assert proc.returncode == -signal.SIGTERM
+
+
+def test_a_process_that_goes_on_after_a_signalled_command_is_not_ended(tmp_path):
+    """main() also runs inside longer-lived processes (these tests): the grace starts at the exit."""
+    script = ("import signal, sys, time\n"
+              "from concner.flows.cli import end_by_signal_after\n"
+              "end_by_signal_after(0.3, signal.SIGTERM)\n"
+              "time.sleep(1.5)\n"  # the process carries on past the grace: it must not be ended
+              "sys.exit(0)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, timeout=30)
+    assert proc.returncode == 0

@@ -76,15 +76,21 @@ def test_sigterm_during_a_run_exits_143(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sys, "argv", ["concner"])
+    # the grace at exit after a signal (tests/test_faults.py tests it in processes of its own) is
+    # recorded, not armed: this process goes on
+    armed = []
+    monkeypatch.setattr(cli, "end_by_signal_after", lambda seconds, signum: armed.append(signum))
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        for command, expected in ((run_then_get_terminated, 143), (interrupted_by_ctrl_c, 130)):
+        for command, expected, grace in ((run_then_get_terminated, 143, [signal.SIGTERM]),
+                                         (interrupted_by_ctrl_c, 130, [])):
+            armed.clear()
             app = typer.Typer()
             app.command()(command)
             monkeypatch.setattr(cli, "app", app)
             with pytest.raises(SystemExit) as exit_:
                 cli.main()
-            assert exit_.value.code == expected
+            assert exit_.value.code == expected and armed == grace
     finally:
         signal.signal(signal.SIGTERM, previous)
 
