@@ -58,14 +58,6 @@ class ReadReport:
     first_repair_line: int | None = None  # where the first repaired tag (IOB2) or sequence (BIOES) is
 
 
-def _count_long(report: ReadReport, sentence: Sentence, pieces: list[Sentence]) -> None:
-    if len(pieces) > 1:
-        report.sentences_split += len(pieces) - 1
-        report.long_sentences += 1
-        if report.first_long is None:
-            report.first_long = (sentence.line, len(sentence.tokens))
-
-
 def check_input_file(path: Path, what: str | None = None) -> None:
     """Raise InputFileError unless `path` is an existing regular file; `what` names the config key."""
     key = f" ({what})" if what else ""
@@ -181,7 +173,9 @@ def _has_lang_prefix(blocks: list[_Block]) -> bool:
     return bool(sample) and all(_LANG_PREFIX.match(tok) for tok in sample)
 
 
-def _limit_length(sentence: Sentence, max_tokens: int | None, policy: LongPolicy, path: Path) -> list[Sentence]:
+def _limit_length(sentence: Sentence, max_tokens: int | None, policy: LongPolicy, path: Path,
+                  report: ReadReport) -> list[Sentence]:
+    """The sentence, or its pieces of at most `max_tokens` (policy "split", counted in `report`)."""
     if max_tokens is None or len(sentence.tokens) <= max_tokens:
         return [sentence]
     if policy == "reject":
@@ -208,7 +202,18 @@ def _limit_length(sentence: Sentence, max_tokens: int | None, policy: LongPolicy
                 line=sentence.line + start,
             )
         )
+    report.sentences_split += len(pieces) - 1
+    report.long_sentences += 1
+    if report.first_long is None:
+        report.first_long = (sentence.line, len(sentence.tokens))
     return pieces
+
+
+def _numbered(sentences: list[Sentence]) -> list[Sentence]:
+    """Ids 0.. in file order, after long sentences were split."""
+    for i, s in enumerate(sentences):
+        s.id = i
+    return sentences
 
 
 def read_conll(
@@ -264,12 +269,8 @@ def read_conll(
                 report.first_repair_line = first
             extra = [[row[c] for row in block.rows] for c in range(1, columns - 1)]
         sentence = Sentence(0, tokens, tags, extra or [], block.line)
-        pieces = _limit_length(sentence, max_tokens, long_sentences, path)
-        _count_long(report, sentence, pieces)
-        sentences.extend(pieces)
-    for i, s in enumerate(sentences):
-        s.id = i
-    return sentences, report
+        sentences.extend(_limit_length(sentence, max_tokens, long_sentences, path, report))
+    return _numbered(sentences), report
 
 
 def _first_bioes_tag(blocks: list[_Block]) -> tuple[int, str] | None:
@@ -328,12 +329,8 @@ def read_unlabeled(
         if not line.strip():
             continue
         sentence = _line_sentence(path, line, number, word_tokenize)
-        pieces = _limit_length(sentence, max_tokens, long_sentences, path)
-        _count_long(report, sentence, pieces)
-        sentences.extend(pieces)
-    for i, s in enumerate(sentences):
-        s.id = i
-    return sentences, report
+        sentences.extend(_limit_length(sentence, max_tokens, long_sentences, path, report))
+    return _numbered(sentences), report
 
 
 def _line_sentence(path: Path, line: str, number: int, tokenize) -> Sentence:
